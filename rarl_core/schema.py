@@ -1,0 +1,26 @@
+"""The one row schema every dataset is normalised to.
+
+Prepared data is a parquet table per dataset with exactly these columns. Adapters (starter set, VQA-RAD, SLAKE, ...)
+produce rows of this shape, so that every later stage reads one format.
+"""
+
+from __future__ import annotations
+
+ANSWER_TYPES = ("closed", "open", "multiple_choice")
+SPLITS = ("train", "test")
+
+# column -> meaning. Order is the column order written to parquet.
+COLUMNS = {
+    "id": "stable row id, unique within the dataset (e.g. 'starter_a-000123')",
+    "dataset": "dataset name as declared in params.yaml",
+    "split": "'train' or 'test'",
+    "image": "image file name, content-addressed (<sha256 of PNG bytes>.png), relative to the dataset's images/ folder",
+    "question": "the question text, as asked",
+    "answer": "ground-truth answer; for multiple choice the option text, not the letter",
+    "answer_type": "'closed' (yes/no), 'open' or 'multiple_choice'",
+    "choices": "list of option texts for multiple choice, else empty list",
+    "modality": "imaging modality when known (CT, MRI, ultrasound, fundus, histology, X-ray, ...), else ''",
+    "organ": "organ or body region when known, else ''",
+    "reasoning": "a short explanation true by construction, used as the SFT <think> target; '' when none",
+    "source": "where the row came from (file and row/frame), for tracing back; never a patient identifier",
+}

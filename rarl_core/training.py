@@ -1,0 +1,54 @@
+"""What SFT and GRPO share: datasets of image + conversational prompt, LoRA configs, trainer arguments.
+
+Kept apart from the two stages so that each of rarl_core/sft.py and rarl_core/grpo.py reads top to bottom as the
+recipe it is.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from rarl_core.config import LoraConfig
+from rarl_core.prompts import user_message
+
+
+def peft_lora(cfg: LoraConfig):
+    """PEFT LoRA over the language model's projections only (the vision tower stays frozen)."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def vision_dataset(frame: pd.DataFrame, prompt_column: str, extra: dict[str, str]):
+    """A `datasets.Dataset` with `image` (decoded lazily from the PNG), a conversational `prompt`, and extras.
+
+    `extra` maps dataset column names to frame column names (e.g. the reference answer for reward functions).
+    """
+    from datasets import Dataset, Image
+
+    data = {
+        "image": list(frame["image_path"]),
+        "prompt": [user_message(text) for text in frame[prompt_column]],
+    }
+    for name, column in extra.items():
+        # parquet gives list columns back as numpy arrays; datasets wants plain lists of one type
+        data[name] = [[str(x) for x in v] if hasattr(v, "__len__") and not isinstance(v, str) else v
+                      for v in frame[column]]
+    return Dataset.from_dict(data).cast_column("image", Image())
+
+
+def device_args(dtype: str) -> dict:
+    """TrainingArguments fields that depend on the hardware: CPU runs need use_cpu (TRL's bf16 default refuses CPU)."""
+    on_gpu = torch.cuda.is_available()
+    return {
+        "use_cpu": not on_gpu,
+        "bf16": on_gpu and dtype == "bfloat16",
+        "fp16": on_gpu and dtype == "float16",
+    }

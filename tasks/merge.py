@@ -1,0 +1,26 @@
+"""Stage merge: the GRPO adapter merged into the SFT model, a plain save_pretrained folder."""
+
+from pathlib import Path
+
+from tasks.common import StageContext, log_artifacts, require, stage_main
+
+
+def run(cfg, ctx: StageContext) -> dict:
+    from rarl_core.io import atomic_dir
+    from rarl_core.merge import merge_adapter
+
+    base = require(cfg.paths.sft_model, "sft")
+    adapter = require(cfg.paths.grpo_adapter, "grpo")
+    with atomic_dir(cfg.paths.grpo_model) as tmp:
+        metrics = merge_adapter(cfg, base, adapter, tmp)
+    if cfg.mlflow.log_models:
+        log_artifacts(cfg, cfg.paths.grpo_model, "model")
+    return metrics
+
+
+def main(argv=None) -> int:
+    return stage_main("merge", run, ("model",), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Tests for evaluation metrics: concrete values, the wrong-closed-answers edge case, baselines and bootstrap CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rarl_core.metrics import bootstrap_ci, by_modality, majority_baseline, paired_bootstrap_diff, summarize
+
+
+def rec(kind, correct, f1=None, recall=None, well_formed=True, tokens=10, modality=None):
+    """One scored prediction; f1/recall default to float(correct) as score_answer gives for closed and MC."""
+    record = {
+        "answer_type": kind,
+        "correct": correct,
+        "f1": float(correct) if f1 is None else f1,
+        "recall": float(correct) if recall is None else recall,
+        "well_formed": well_formed,
+        "completion_tokens": tokens,
+    }
+    if modality is not None:
+        record["modality"] = modality
+    return record
+
+
+def test_summarize_all_types():
+    records = [
+        rec("closed", True, tokens=10),
+        rec("closed", False, tokens=20),
+        rec("open", True, tokens=30),
+        rec("open", False, f1=0.5, recall=1.0, well_formed=False, tokens=40),
+        rec("multiple_choice", True, tokens=50),
+    ]
+    assert summarize(records) == {
+        "n": 5,
+        "accuracy": pytest.approx(3 / 5),
+        "closed_accuracy": pytest.approx(0.5),
+        "open_exact": pytest.approx(0.5),
+        "open_f1": pytest.approx(0.75),
+        "open_recall": pytest.approx(1.0),
+        "mc_accuracy": pytest.approx(1.0),
+        "format_rate": pytest.approx(4 / 5),
+        "mean_completion_tokens": pytest.approx(30.0),
+    }
+
+
+def test_closed_accuracy_counts_wrong_and_unparseable_answers():
+    # The widely copied VQA-RAD script only counted right answers: it would report 1.0 here.
+    records = [rec("closed", True), rec("closed", False), rec("closed", False, well_formed=False),
+               rec("closed", False)]
+    summary = summarize(records)
+    assert summary["closed_accuracy"] == 0.25
+    assert summary["accuracy"] == 0.25
+
+
+def test_summarize_omits_types_without_rows():
+    summary = summarize([rec("closed", True), rec("closed", True)])
+    assert summary == {"n": 2, "accuracy": 1.0, "closed_accuracy": 1.0, "format_rate": 1.0,
+                       "mean_completion_tokens": 10.0}
+    assert not any(k.startswith(("open", "mc")) for k in summary)
+
+
+def test_summarize_empty():
+    assert summarize([]) == {"n": 0}
+
+
+def test_summarize_unknown_type():
+    with pytest.raises(ValueError, match="'yes/no'"):
+        summarize([rec("yes/no", True)])
+
+
+def test_by_modality():
+    records = [rec("closed", True, modality="CT"), rec("closed", False, modality="CT"),
+               rec("open", True, modality="MRI"), rec("open", False, modality=""), rec("closed", False)]
+    assert by_modality(records) == {"CT": 0.5, "MRI": 1.0, "unknown": 0.0}
+    assert by_modality([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("answers", "types", "expected"),
+    [
+        # closed: 3 of 4 are yes (case and punctuation folded); open: "liver" 2 of 3
+        (["yes", "Yes.", "YES", "no", "liver", "Liver", "spleen"], ["closed"] * 4 + ["open"] * 3, 5 / 7),
+        (["yes", "no"], ["closed", "closed"], 0.5),
+        (["no"] * 5, ["closed"] * 5, 1.0),
+        # the majority is per type: "yes" is the open majority too but counted separately
+        (["no", "no", "yes", "yes"], ["closed", "closed", "open", "open"], 1.0),
+        (["a", "b", "c"], ["open"] * 3, 1 / 3),
+    ],
+)
+def test_majority_baseline(answers, types, expected):
+    assert majority_baseline(answers, types) == pytest.approx(expected)
+
+
+def test_majority_baseline_multiple_choice_by_position():
+    answers = ["CT", "MRI", "X-ray", "PET"]
+    choices = [["CT", "MRI"], ["MRI", "CT"], ["X-ray", "CT"], ["CT", "PET"]]
+    # by text every answer is distinct (1/4); by position three of four are option A
+    assert majority_baseline(answers, ["multiple_choice"] * 4) == 0.25
+    assert majority_baseline(answers, ["multiple_choice"] * 4, choices=choices) == 0.75
+
+
+@pytest.mark.parametrize(("answers", "types"), [([], []), (["yes"], []), (["yes", "no"], ["closed"])])
+def test_majority_baseline_bad_input(answers, types):
+    with pytest.raises(ValueError):
+        majority_baseline(answers, types)
+
+
+def test_bootstrap_ci_covers_mean_and_narrows_with_n():
+    rng = np.random.default_rng(1)
+    small = rng.binomial(1, 0.7, size=50).astype(float)
+    large = rng.binomial(1, 0.7, size=5000).astype(float)
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_l, hi_l = bootstrap_ci(large)
+    assert lo_s <= small.mean() <= hi_s
+    assert lo_l <= large.mean() <= hi_l
+    assert lo_s < hi_s and lo_l < hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 5  # ~ 1/sqrt(100) of the width
+    # normal-theory width for a proportion: 2 * 1.96 * sqrt(p(1-p)/n)
+    p = large.mean()
+    assert hi_l - lo_l == pytest.approx(2 * 1.96 * np.sqrt(p * (1 - p) / large.size), rel=0.15)
+
+
+def test_bootstrap_ci_is_deterministic_and_seeded():
+    values = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
+    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
+
+
+def test_bootstrap_ci_confidence_widens_interval():
+    values = np.random.default_rng(0).normal(size=200)
+    lo90, hi90 = bootstrap_ci(values, confidence=0.90)
+    lo99, hi99 = bootstrap_ci(values, confidence=0.99)
+    assert lo99 < lo90 < hi90 < hi99
+
+
+def test_bootstrap_ci_constant_and_single_values():
+    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+    assert bootstrap_ci([1.0]) == (1.0, 1.0)
+
+
+def test_bootstrap_ci_large_input_is_chunked_and_exact_length():
+    values = np.zeros(100_000)
+    values[::4] = 1.0
+    lo, hi = bootstrap_ci(values, n_resamples=50)
+    assert lo <= 0.25 <= hi and hi - lo < 0.01
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"values": []}, "non-empty"),
+        ({"values": [1.0], "n_resamples": 0}, "n_resamples"),
+        ({"values": [1.0], "confidence": 1.0}, "confidence"),
+        ({"values": [1.0], "confidence": 0.0}, "confidence"),
+    ],
+)
+def test_bootstrap_ci_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bootstrap_ci(**kwargs)
+
+
+def test_paired_bootstrap_diff_detects_a_consistent_gain():
+    rng = np.random.default_rng(2)
+    b = rng.binomial(1, 0.5, size=400).astype(float)
+    a = b.copy()
+    flip = np.flatnonzero(b == 0)[:40]  # a is right on 40 more questions, never worse
+    a[flip] = 1.0
+    diff, lo, hi = paired_bootstrap_diff(a, b)
+    assert diff == pytest.approx(0.1)
+    assert 0.0 < lo <= diff <= hi
+
+
+def test_paired_bootstrap_diff_sign_and_null():
+    same = [1.0, 0.0, 1.0, 1.0]
+    assert paired_bootstrap_diff(same, same) == (0.0, 0.0, 0.0)
+    diff, lo, hi = paired_bootstrap_diff([0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0])
+    assert diff == -0.5 and lo <= diff <= hi <= 0.0
+
+
+def test_paired_bootstrap_diff_length_mismatch():
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_bootstrap_diff([1.0, 0.0], [1.0])
