@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from rarl_core.judge import JudgeConfig
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -266,6 +268,7 @@ class Config:
     grpo: GRPOConfig = _help(GRPOConfig(), "GRPO-LoRA.")
     evaluate: EvaluateConfig = _help(EvaluateConfig(), "Evaluation.")
     mlflow: MlflowConfig = _help(MlflowConfig(), "Tracking.")
+    judge: JudgeConfig = _help(JudgeConfig(), "The LLM judge of evaluation (rarl_core/judge.py).")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -280,7 +283,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}" if where else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError as err:
+    except ValueError as err:  # ConfigError, or a ValueError from a config class defined beside its module
         raise ConfigError(f"{where}: {err}" if where and not str(err).startswith(where) else str(err)) from None
 
 

@@ -1,0 +1,86 @@
+"""Shared test fixtures: a shrunken params.yaml that runs every stage on the embedded default in seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+for key, value in {
+    "HF_HUB_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}.items():
+    os.environ.setdefault(key, value)
+
+# Small enough that every stage runs in seconds on 2 cores; large enough that SFT visibly learns.
+SMALL = {
+    "sft": {"max_steps": 100, "batch_size": 16, "logging_steps": 10},
+    "grpo": {"max_steps": 4, "batch_size": 8, "num_generations": 4, "max_completion_length": 24, "logging_steps": 1},
+    "evaluate": {"max_questions": 24, "batch_size": 24, "max_new_tokens": 32},
+    "augment": {"variants_per_question": 1},
+}
+
+
+def small_params(root: Path, absolute_paths: bool = True, **overrides: dict) -> Path:
+    """Write root/params.yaml: the shipped params with SMALL (and `overrides`) applied, stores under `root`."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in {**SMALL, **overrides}.items():
+        params[section].update(values)
+    if absolute_paths:
+        params["paths"] = {k: str(root / v) for k, v in params["paths"].items()}
+        params["model"]["name_or_path"] = params["paths"]["tiny_model"]
+        params["mlflow"]["tracking_uri"] = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        params["mlflow"]["artifact_root"] = str(root / "mlflow" / "artifacts")
+        params["judge"]["cache_path"] = str(root / "cache" / "judge.sqlite")
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh git repository holding the project's files as they are now (tracked and untracked, not ignored)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file() and not name.startswith(("data/", "models/", "reports/", "mlflow/mlflow.db")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for stale in ("dvc.lock",):
+        (dest / stale).unlink(missing_ok=True)
+    git = ["git", "-c", "user.email=test@rarl.local", "-c", "user.name=rarl tests"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "test project"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project in its own git repo, with the shrunken params.yaml (relative paths, as shipped)."""
+    root = copy_project(tmp_path_factory.mktemp("project"))
+    small_params(root, absolute_paths=False)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "small params"],
+                   cwd=root, check=True)
+    return root
+
+
+def venv_env() -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin first on PATH (dvc.yaml's `python`)."""
+    return {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}

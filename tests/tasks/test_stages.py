@@ -1,0 +1,170 @@
+"""Each stage on the tiny model, in order, in one workspace: each test asserts that something real changed.
+
+The stages share a module-scoped workspace (a later stage needs the earlier outputs); each test runs its stage
+through the same `main()` that `python -m tasks.<stage>` runs, and inspects files and the MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rarl_core.config import load_config
+from rarl_core.schema import COLUMNS
+from tests.conftest import small_params
+from tasks import augment, evaluate, grpo, merge, prepare, report, sft, tiny_model
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    params = small_params(root)
+    return {"root": root, "params": params, "cfg": load_config(params)}
+
+
+def run(module, ws) -> None:
+    assert module.main(["--params", str(ws["params"])]) == 0
+
+
+def runs(ws, name: str):
+    mlflow.set_tracking_uri(ws["cfg"].mlflow.tracking_uri)
+    return mlflow.search_runs(experiment_names=[ws["cfg"].mlflow.experiment],
+                              filter_string=f"attributes.run_name = '{name}'", output_format="list")
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def test_prepare_writes_schema_and_cards(ws):
+    run(prepare, ws)
+    prepared = Path(ws["cfg"].paths.prepared)
+    for name in ("starter_a", "starter_b"):
+        frame = pd.read_parquet(prepared / name / "data.parquet")
+        assert list(frame.columns) == list(COLUMNS)
+        card = json.loads((prepared / name / "card.json").read_text())
+        assert card["rows"] == len(frame) > 100
+        assert sum(card["by_split"].values()) == len(frame)
+        assert all((prepared / name / "images" / img).is_file() for img in frame["image"].unique())
+    assert set(pd.read_parquet(prepared / "starter_b" / "data.parquet")["split"]) == {"test"}
+    (stage_run,) = runs(ws, "prepare")
+    assert stage_run.data.params["data.image_size"] == "112"
+    assert stage_run.data.tags["mlflow.parentRunId"]
+
+
+def test_augment_styles(ws):
+    run(augment, ws)
+    rows = pd.read_parquet(Path(ws["cfg"].paths.augmented) / "train.parquet")
+    train = pd.read_parquet(Path(ws["cfg"].paths.prepared) / "starter_a" / "data.parquet").query("split == 'train'")
+    assert len(rows) == len(train)  # one variant per question in the small params
+    assert set(rows["style"]) >= {"explain", "short", "open"}
+    assert rows["target"].str.match(r"^<think>.+</think><answer>.+</answer>$").all()
+    assert (rows.query("style == 'multiple_choice'")["answer_type"] == "multiple_choice").all()
+
+
+def test_tiny_model_is_a_qwen2_vl_folder(ws):
+    run(tiny_model, ws)
+    from transformers import AutoConfig, AutoProcessor
+
+    folder = ws["cfg"].paths.tiny_model
+    assert AutoConfig.from_pretrained(folder).model_type == "qwen2_vl"
+    processor = AutoProcessor.from_pretrained(folder)
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") != processor.tokenizer.unk_token_id
+    assert "<|im_start|>" in processor.tokenizer.chat_template
+
+
+def test_sft_moves_weights_and_logs_losses(ws):
+    run(sft, ws)
+    cfg = ws["cfg"]
+    before, after = weights(Path(cfg.paths.tiny_model)), weights(Path(cfg.paths.sft_model))
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(moved) > len(before) // 2
+    summary = json.loads(Path(cfg.paths.sft_metrics).read_text())
+    assert summary["last_loss"] < summary["first_loss"] / 2
+    (stage_run,) = runs(ws, "sft")
+    history = mlflow.MlflowClient().get_metric_history(stage_run.info.run_id, "loss")
+    assert len(history) >= 4  # TRL's report_to=mlflow logged into the stage run
+    assert any(a.path == "model" for a in mlflow.MlflowClient().list_artifacts(stage_run.info.run_id))
+
+
+def test_grpo_trains_adapter_and_logs_every_reward(ws):
+    run(grpo, ws)
+    cfg = ws["cfg"]
+    adapter = weights(Path(cfg.paths.grpo_adapter))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it trained
+    assert not any("visual" in k for k in adapter)  # the vision tower stays frozen
+    (stage_run,) = runs(ws, "grpo")
+    metrics = stage_run.data.metrics
+    for name in ("format_reward", "accuracy_reward", "reasoning_reward"):
+        assert f"rewards/{name}/mean" in metrics
+    summary = json.loads(Path(cfg.paths.grpo_metrics).read_text())
+    assert summary["format_first"] > 0  # the SFT warm-up taught the format, so rewards are not all zero
+
+
+def test_merge_gives_plain_transformers_model(ws):
+    run(merge, ws)
+    from transformers import AutoModelForImageTextToText
+
+    cfg = ws["cfg"]
+    merged = AutoModelForImageTextToText.from_pretrained(cfg.paths.grpo_model)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    before, after = weights(Path(cfg.paths.sft_model)), weights(Path(cfg.paths.grpo_model))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+def test_evaluate_every_model_dataset_prompt(ws):
+    run(evaluate, ws)
+    cfg = ws["cfg"]
+    result = json.loads(Path(cfg.paths.eval_metrics).read_text())
+    assert set(result["models"]) == {"base", "sft", "grpo"}
+    for per_set in result["models"].values():
+        assert set(per_set) == {"starter_a", "starter_b"}
+        for per_prompt in per_set.values():
+            assert set(per_prompt) == {"plain", "reasoning"}
+            assert all(0 <= m["accuracy"] <= 1 and m["n"] == 24 for m in per_prompt.values())
+    assert result["models"]["sft"]["starter_a"]["reasoning"]["format_rate"] > 0.5
+    assert 0 < result["baselines"]["starter_a"] < 1
+    preds = Path(cfg.paths.predictions) / "sft" / "starter_a" / "plain.jsonl"
+    first = json.loads(preds.read_text().splitlines()[0])
+    assert {"id", "completion", "parsed_answer", "correct", "seconds"} <= set(first)
+    for variant in ("base", "sft", "grpo"):
+        (eval_run,) = runs(ws, f"eval: {variant}")
+        assert "eval/starter_b/reasoning/accuracy" in eval_run.data.metrics
+
+
+def test_report_table_and_parent_run_closed(ws):
+    run(report, ws)
+    text = Path(ws["cfg"].paths.report).read_text()
+    assert "| sft | starter_a | in-domain | plain |" in text
+    assert "Generalisation gap" in text
+    (stage_run,) = runs(ws, "report")
+    parent = mlflow.get_run(stage_run.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED"
+    children = mlflow.search_runs(experiment_names=[ws["cfg"].mlflow.experiment], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {r.info.run_name for r in children} >= {"prepare", "sft", "grpo", "merge", "evaluate", "report",
+                                                    "eval: base", "eval: sft", "eval: grpo"}
+
+
+def test_missing_input_fails_before_work_naming_the_file(tmp_path, capsys):
+    params = small_params(tmp_path)
+    assert sft.main(["--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "augment" in err and "train.parquet" in err
+    assert not Path(load_config(params).paths.sft_model).exists()
+
+
+def test_bad_params_fail_with_the_key_named(tmp_path, capsys):
+    params = small_params(tmp_path, grpo={"batch_size": 6, "num_generations": 4})
+    assert grpo.main(["--params", str(params)]) == 2
+    assert "grpo.batch_size" in capsys.readouterr().err
+    params.write_text(params.read_text().replace("learning_rate", "lerning_rate", 1))
+    assert sft.main(["--params", str(params)]) == 2
+    assert "lerning_rate" in capsys.readouterr().err
