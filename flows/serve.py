@@ -1,7 +1,13 @@
-"""Serve the `rarl/train` deployment from this process: `python -m flows.serve`, then
-`prefect deployment run rarl/train` from another shell. (prefect.yaml declares the same deployment for a work pool.)"""
+"""Serve the `rarl/train` and `rarl/evaluate` deployments from this one process, without a work pool:
+`python -m flows.serve`, then `prefect deployment run rarl/train` from another shell (PREFECT_API_URL set).
 
+prefect.yaml declares the same deployments for a work pool and its worker, which is what `rarl serve` starts.
+"""
+
+from prefect import serve
+
+from flows.evaluate import evaluate
 from flows.pipeline import train
 
 if __name__ == "__main__":
-    train.serve(name="train")
+    serve(train.to_deployment(name="train"), evaluate.to_deployment(name="evaluate"))

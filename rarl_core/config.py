@@ -41,14 +41,16 @@ class PathsConfig:
     augmented: str = _help("data/augmented", "Prompt-augmented training set (diversity prompting).")
     tiny_model: str = _help("models/tiny-qwen2-vl", "The embedded default model, built offline by the tiny_model stage.")
     sft_model: str = _help("models/sft", "SFT warm-up result: a full save_pretrained model (LoRA merged in).")
-    grpo_adapter: str = _help("models/grpo-adapter", "The GRPO LoRA adapter (PEFT save_pretrained folder).")
-    grpo_model: str = _help("models/grpo", "The GRPO adapter merged into the SFT model: the final RARL model.")
+    adapters: str = _help("models/adapters", "GRPO LoRA adapters, one PEFT folder per variant (rl, rarl, ...).")
+    merged: str = _help("models/merged", "Each variant's adapter merged into the SFT model (save_pretrained folders).")
     predictions: str = _help("reports/predictions", "Evaluation predictions: <model>/<dataset>/<prompt>.jsonl.")
-    sft_metrics: str = _help("reports/sft.json", "SFT training summary (a DVC metrics file).")
-    grpo_metrics: str = _help("reports/grpo.json", "GRPO training summary: rewards first/last (DVC metrics).")
-    eval_metrics: str = _help("reports/eval.json", "Evaluation metrics per model x dataset x prompt (DVC metrics).")
+    metrics: str = _help("reports/metrics", "DVC metrics files: sft.json, grpo-<variant>.json, eval.json.")
     report: str = _help("reports/report.md", "The comparison report.")
     checkpoints: str = _help("checkpoints", "Trainer working folders (checkpoints); not a DVC output.")
+    report_html: str = _help("reports/report.html", "The comparison report as one self-contained HTML page with plots.")
+    judge: str = _help("reports/judge", "Judge scores: <model>/<dataset>/<prompt>.jsonl, beside the predictions they score.")
+    plots: str = _help("reports/plots", "Plot data for `dvc plots show`: accuracy.csv, gap.csv, rewards/<variant>.csv.")
+    compare: str = _help("reports/compare", "The comparison (rarl compare): compare.md, compare.html, results.json, summary.json.")
 
 
 @dataclass
@@ -94,25 +96,105 @@ class TinyModelConfig:
             raise ConfigError("tiny_model.vocab_size must be at least 300 (256 bytes + merges)")
 
 
-DATASET_FORMATS = ("starter",)
+DATASET_FORMATS = ("starter", "vqa_rad", "pathvqa", "slake", "pmc_vqa", "generic")
+
+# What `path` must point at, per format: the error message when it is missing, and the README's layout table.
+DATASET_LAYOUTS = {
+    "vqa_rad": "the folder of the hub parquet export (data/train-*.parquet, data/test-*.parquet), or the hub id "
+    "flaviagiammarino/vqa-rad when online",
+    "pathvqa": "the folder of the hub parquet export (data/{train,validation,test}-*.parquet), or the hub id "
+    "flaviagiammarino/path-vqa when online",
+    "slake": "the folder holding train.json, validation.json, test.json and the unzipped imgs/",
+    "pmc_vqa": "the folder holding train.csv, test.csv and the unzipped images/",
+    "generic": "one .jsonl or .csv file with columns image, question, answer, split (optional: id, answer_type, "
+    "choices, modality, organ, reasoning); images relative to its folder",
+}
 
 
 @dataclass
 class DatasetSpec:
-    format: str = _help("starter", "How to read the dataset: 'starter' (the bundled set).")
-    group: str = _help("", "For the starter format: source group 'A' (in-domain) or 'B' (unseen sources).")
+    """One dataset to prepare. Besides `format`, only the fields that format reads may be set."""
+
+    format: str = _help(
+        "starter",
+        "How to read the dataset: 'starter' (the bundled set), 'vqa_rad' or 'pathvqa' (hub parquet export: image "
+        "bytes, question, answer), 'slake' (JSON files + imgs/), 'pmc_vqa' (CSV with Choice A-D + images/) or "
+        "'generic' (one JSONL/CSV file + an image folder, for anything else).",
+    )
+    group: str = _help("", "starter only: source group 'A' (in-domain) or 'B' (unseen sources).")
+    path: str = _help(
+        "",
+        "Every format but starter: where the downloaded dataset is, relative to the project root or absolute (see "
+        "DATASET_LAYOUTS). vqa_rad and pathvqa also take a hub id, loaded through `datasets` when online.",
+    )
+    images: str = _help(
+        "",
+        "slake, pmc_vqa, generic: the image folder, relative to the dataset's folder or absolute. Empty means the "
+        "published layout: imgs/ (slake), images/ (pmc_vqa), the file's own folder (generic).",
+    )
+    split_files: dict[str, str] = _help(
+        {},
+        "vqa_rad, pathvqa, slake, pmc_vqa: split -> file name or glob under path, replacing the published layout, "
+        "e.g. {train: train_2.csv, test: test_2.csv} for PMC-VQA's cleaned version.",
+    )
+    language: str = _help(
+        "en",
+        "slake only: the q_lang kept ('en' or 'zh'). Rows in the other language are recorded in quarantine.jsonl "
+        "as other_language, a choice rather than a defect.",
+    )
+    licence: str = _help("", "Licence for the data card; empty writes the one the dataset publishes.")
 
     def __post_init__(self):
+        from rarl_core.schema import SPLITS
+
         if self.format not in DATASET_FORMATS:
             raise ConfigError(f"unknown dataset format {self.format!r}; known: {', '.join(DATASET_FORMATS)}")
-        if self.format == "starter" and self.group not in ("A", "B"):
+        starter = self.format == "starter"
+        if starter and self.group not in ("A", "B"):
             raise ConfigError(f"a starter dataset needs group 'A' or 'B', not {self.group!r}")
+        if starter and (self.path or self.images or self.split_files):
+            raise ConfigError("the starter format is built in: it takes no path, images or split_files")
+        if not starter and self.group:
+            raise ConfigError(f"group applies only to the starter format, not to {self.format!r}")
+        if not starter and not self.path:
+            raise ConfigError(f"format {self.format!r} needs a path: {DATASET_LAYOUTS[self.format]}")
+        if self.format == "generic" and not self.path.endswith((".jsonl", ".csv")):
+            raise ConfigError(f"format 'generic' needs path to be a .jsonl or .csv file, not {self.path!r}")
+        if self.images and self.format in ("vqa_rad", "pathvqa"):
+            raise ConfigError(f"images does not apply to {self.format!r}: its parquet files carry the images")
+        if self.split_files and self.format == "generic":
+            raise ConfigError("split_files does not apply to 'generic': its file has a split column")
+        if unknown := sorted(set(self.split_files) - set(SPLITS)):
+            raise ConfigError(f"split_files names split {unknown[0]!r}; splits are {', '.join(SPLITS)}")
+        if self.format != "slake" and self.language != "en":
+            raise ConfigError(f"language applies only to the slake format, not to {self.format!r}")
+        if not self.language:
+            raise ConfigError("language must name a q_lang value, e.g. 'en'")
 
 
 @dataclass
 class DataConfig:
-    image_size: int = _help(112, "Images are normalised once to this square size (RGB PNG).")
+    image_size: int = _help(
+        112,
+        "Longest side of every normalised image, in pixels: larger images are shrunk (never enlarged) once, so "
+        "training neither re-decodes a 2000-px DICOM nor meets more than (image_size/28)^2 image tokens. The "
+        "starter set is drawn square at exactly this size.",
+    )
     seed: int = _help(0, "Seed of the starter set's augmentations.")
+    num_workers: int = _help(
+        1, "Processes that decode and normalise images; 1 works in the stage's own process. Any value gives "
+        "byte-identical output.",
+    )
+    max_quarantine_fraction: float = _help(
+        0.05,
+        "A dataset fails when more than this share of its rows is quarantined for a defect (missing or unreadable "
+        "image, empty text, duplicate, ...): training on a silently gutted set is worse than stopping.",
+    )
+    unseen_leakage: str = _help(
+        "error",
+        "An image of an unseen dataset that a training set also holds (same content or a perceptual "
+        "near-duplicate): 'error' fails that dataset, since the leak would fake generalisation; 'warn' reports it.",
+    )
     datasets: dict[str, DatasetSpec] = _help(
         {"starter_a": DatasetSpec("starter", "A"), "starter_b": DatasetSpec("starter", "B")},
         "Datasets to prepare, by name.",
@@ -130,6 +212,14 @@ class DataConfig:
             raise ConfigError(f"data.unseen lists {sorted(leak)}, which data.train also trains on")
         if not self.train:
             raise ConfigError("data.train must name at least one dataset")
+        if self.image_size < 28:
+            raise ConfigError("data.image_size must be >= 28 (one Qwen2-VL image token is 28x28 pixels)")
+        if self.num_workers < 1:
+            raise ConfigError("data.num_workers must be >= 1")
+        if not 0.0 <= self.max_quarantine_fraction <= 1.0:
+            raise ConfigError("data.max_quarantine_fraction must be between 0 and 1")
+        if self.unseen_leakage not in ("error", "warn"):
+            raise ConfigError(f"data.unseen_leakage must be 'error' or 'warn', not {self.unseen_leakage!r}")
 
 
 @dataclass
@@ -180,9 +270,16 @@ class SFTConfig:
     grad_accum: int = _help(1, "Gradient accumulation steps.")
     gradient_checkpointing: bool = _help(False, "Trade compute for memory (on for 2B on one GPU).")
     logging_steps: int = _help(10, "Log every N steps.")
+    save_steps: int = _help(50, "Checkpoint every N steps, so a killed run resumes (kept until the stage finishes).")
+    max_length: int = _help(
+        2048, "Longest training sequence in tokens (prompt with image tokens + target). Longer rows are dropped "
+        "before training and counted; a sequence is never truncated (that can cut image tokens)."
+    )
     seed: int = _help(0, "Training seed.")
 
     def __post_init__(self):
+        if self.save_steps < 1 or self.max_length < 16:
+            raise ConfigError("sft.save_steps must be >= 1 and sft.max_length >= 16")
         if self.mode not in ("lora", "full"):
             raise ConfigError(f"sft.mode must be 'lora' or 'full', not {self.mode!r}")
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -207,15 +304,26 @@ class GRPOConfig:
     beta: float = _help(0.0, "KL coefficient to the reference model (TRL default 0: no reference model).")
     loss_type: str = _help("dapo", "TRL loss: grpo, bnpo, dr_grpo, dapo, ...")
     importance_sampling_level: str = _help("token", "'token' (GRPO) or 'sequence' (GSPO).")
-    reward_weights: dict[str, float] = _help(
-        {"format": 1.0, "accuracy": 1.0, "reasoning": 0.0},
-        "Weights of the named rewards. reasoning 0 is conventional RL; > 0 is RARL.",
+    variants: dict[str, dict[str, float]] = _help(
+        {"rl": {"format": 1.0, "accuracy": 1.0, "reasoning": 0.0},
+         "rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}},
+        "GRPO runs trained from the same SFT model, by name, each with its reward weights. Reasoning weight 0 is "
+        "conventional RL (format + accuracy, as MedVLM-R1 and Med-R1); > 0 is RARL. Each variant is its own DVC "
+        "stage (grpo@<name>) and MLflow run.",
     )
+    use_vllm: bool = _help(False, "Generate rollouts with vLLM colocated on the GPU (pip install vllm; GPU only).")
     gradient_checkpointing: bool = _help(False, "Trade compute for memory (on for 2B on one GPU).")
     logging_steps: int = _help(5, "Log every N steps.")
+    save_steps: int = _help(10, "Checkpoint every N steps, so a killed run resumes (kept until the stage finishes).")
+    max_prompt_length: int = _help(
+        2048, "Longest prompt in tokens, image tokens included. Longer prompts are dropped before training and "
+        "counted; TRL no longer truncates prompts (that would cut image tokens)."
+    )
     seed: int = _help(0, "Training seed.")
 
     def __post_init__(self):
+        if self.save_steps < 1 or self.max_prompt_length < 16:
+            raise ConfigError("grpo.save_steps must be >= 1 and grpo.max_prompt_length >= 16")
         if self.num_generations < 2:
             raise ConfigError("grpo.num_generations must be >= 2: GRPO compares completions within a group")
         if self.batch_size % self.num_generations:
@@ -223,14 +331,38 @@ class GRPOConfig:
                 f"grpo.batch_size ({self.batch_size}) must be divisible by grpo.num_generations "
                 f"({self.num_generations}): each prompt's group of completions must fit in one batch"
             )
-        if unknown := set(self.reward_weights) - set(REWARD_NAMES):
-            raise ConfigError(f"grpo.reward_weights has unknown rewards {sorted(unknown)}; known: {REWARD_NAMES}")
-        if any(w < 0 for w in self.reward_weights.values()) or not any(self.reward_weights.values()):
-            raise ConfigError("grpo.reward_weights must be >= 0 with at least one positive")
+        if not self.variants:
+            raise ConfigError("grpo.variants must name at least one GRPO variant")
+        for name, weights in self.variants.items():
+            if not name.isidentifier():
+                raise ConfigError(f"grpo.variants: {name!r} must be a simple name (letters, digits, _)")
+            if unknown := set(weights) - set(REWARD_NAMES):
+                raise ConfigError(f"grpo.variants.{name} has unknown rewards {sorted(unknown)}; known: {REWARD_NAMES}")
+            if any(w < 0 for w in weights.values()) or not any(weights.values()):
+                raise ConfigError(f"grpo.variants.{name} weights must be >= 0 with at least one positive")
         if self.importance_sampling_level not in ("token", "sequence"):
             raise ConfigError("grpo.importance_sampling_level must be 'token' or 'sequence'")
         if self.max_steps < 1 or self.max_completion_length < 1 or self.temperature <= 0:
             raise ConfigError("grpo.max_steps and max_completion_length must be >= 1, temperature > 0")
+
+
+RESERVED_MODEL_NAMES = ("base", "sft")
+
+
+@dataclass
+class ResourcesConfig:
+    num_gpus: int = _help(
+        1, "GPUs for the training stages. Above 1, sft and grpo are launched with `accelerate launch` (tasks/launch.py)."
+    )
+    accelerate_config: str = _help(
+        "accelerate/multi_gpu.yaml",
+        "accelerate config used when num_gpus > 1: multi_gpu (DDP), deepspeed_zero2, deepspeed_zero3 or fsdp, all in "
+        "accelerate/.",
+    )
+
+    def __post_init__(self):
+        if self.num_gpus < 1:
+            raise ConfigError("resources.num_gpus must be >= 1")
 
 
 @dataclass
@@ -239,12 +371,47 @@ class EvaluateConfig:
     max_new_tokens: int = _help(48, "Generation budget per answer.")
     prompts: list[str] = _help(["plain", "reasoning"], "Inference prompts from rarl_core/prompts.yaml.")
     max_questions: int = _help(0, "Evaluate at most this many questions per dataset (0 = all).")
+    temperature: float = _help(
+        0.0, "0 = greedy decoding (the default: one reproducible answer per question); > 0 samples at this temperature."
+    )
+    top_p: float = _help(1.0, "Nucleus sampling mass when sampling (temperature > 0).")
+    num_samples: int = _help(
+        1, "Completions per question when sampling; each is scored, so accuracy is the mean over samples. 1 if greedy."
+    )
+    seed: int = _help(0, "Seed of sampling, reset per model x dataset x prompt cell so each cell is reproducible.")
+    extra_models: dict[str, str] = _help(
+        {},
+        "More models to evaluate beside base, sft and the GRPO variants, by name: a save_pretrained folder, or a PEFT "
+        "adapter folder (detected by its adapter_config.json) loaded on the base it names. DVC re-runs evaluate when "
+        "this mapping changes, not when the folders' contents do.",
+    )
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_questions < 0:
             raise ConfigError("evaluate.batch_size and max_new_tokens must be >= 1, max_questions >= 0")
         if not self.prompts:
             raise ConfigError("evaluate.prompts must name at least one inference prompt")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.num_samples < 1:
+            raise ConfigError("evaluate.temperature must be >= 0, top_p in (0, 1], num_samples >= 1")
+        if self.temperature == 0 and self.num_samples > 1:
+            raise ConfigError("evaluate.num_samples > 1 needs temperature > 0: greedy decoding gives one answer")
+        for name in self.extra_models:
+            if not name.isidentifier() or name in RESERVED_MODEL_NAMES:
+                raise ConfigError(f"evaluate.extra_models: {name!r} must be a simple name (letters, digits, _), "
+                                  f"not one of {RESERVED_MODEL_NAMES}")
+
+
+@dataclass
+class ReportConfig:
+    registered_model: str = _help(
+        "rarl-medical-vlm",
+        "MLflow registered model holding one version per trained model (sft and each GRPO variant, aliased by name); "
+        "the alias `champion` marks the best on the unseen sets.",
+    )
+    champion_prompt: str = _help(
+        "reasoning",
+        "Inference prompt whose unseen-set accuracy elects the champion (RARL's claim is about the reasoning prompt).",
+    )
 
 
 @dataclass
@@ -255,6 +422,46 @@ class MlflowConfig:
     artifact_root: str = _help("mlflow/artifacts", "Where a new experiment stores artifacts (a folder or a URI).")
     experiment: str = _help("rarl", "MLflow experiment name.")
     log_models: bool = _help(True, "Log adapters and merged models as run artifacts.")
+
+
+CONTROL_BUDGETS = ("tokens", "wall_clock")
+
+
+@dataclass
+class CompareConfig:
+    """`rarl compare` (compare/dvc.yaml): SFT, each GRPO variant and an equal-compute SFT control, over several seeds.
+
+    The GRPO runs use the `grpo:` section as it is, the control the `sft:` recipe, evaluation the `evaluate:` section
+    and the judge the `judge:` section, so a comparison measures exactly the pipeline's settings.
+    """
+
+    seeds: list[int] = _help(
+        [0, 1, 2],
+        "Training seeds: every GRPO variant and the SFT control is trained once per seed from the same SFT warm-up "
+        "(the warm-up itself is one model). Three is the least that shows seed-to-seed spread; the intervals widen "
+        "honestly when seeds disagree.",
+    )
+    control: str = _help(
+        "tokens",
+        "Budget of the SFT control, continued from the warm-up for each seed: 'tokens' (as many tokens through the "
+        "model as that seed's GRPO runs, on average: TRL's count of prompt + completion tokens of every training "
+        "sequence) or 'wall_clock' (as many training seconds). Tokens is the default: it does not depend on the "
+        "hardware or on what else the machine runs, and it favours GRPO, whose tokens are sampled one at a time.",
+    )
+    judge: bool = _help(
+        True,
+        "Score every prediction with the judge of the `judge:` section (the offline rubric by default) for the "
+        "reasoning-score diagnostic. An LLM judge costs one call per prediction (cached).",
+    )
+    n_resamples: int = _help(2000, "Bootstrap resamples of every interval (seeds, then questions).")
+
+    def __post_init__(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("compare.seeds must list at least one seed, each once")
+        if self.control not in CONTROL_BUDGETS:
+            raise ConfigError(f"compare.control must be one of {', '.join(CONTROL_BUDGETS)}, not {self.control!r}")
+        if self.n_resamples < 100:
+            raise ConfigError("compare.n_resamples must be >= 100: fewer gives intervals that move between runs")
 
 
 @dataclass
@@ -269,6 +476,9 @@ class Config:
     evaluate: EvaluateConfig = _help(EvaluateConfig(), "Evaluation.")
     mlflow: MlflowConfig = _help(MlflowConfig(), "Tracking.")
     judge: JudgeConfig = _help(JudgeConfig(), "The LLM judge of evaluation (rarl_core/judge.py).")
+    resources: ResourcesConfig = _help(ResourcesConfig(), "Hardware for the training stages.")
+    report: ReportConfig = _help(ReportConfig(), "Report, model registry and champion rule.")
+    compare: CompareConfig = _help(CompareConfig(), "Does RARL beat RL and SFT: seeds, intervals, equal-compute control.")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -1,13 +1,17 @@
 """Evaluation: each model answers each evaluation set under each inference prompt; answers are scored by type.
 
-Generation is batched with left padding (one model load per variant, a progress bar per cell), greedy by default.
-Every prediction is kept (full completion, parsed answer, score, timing) so that a judge or a person can re-check it.
+Generation is batched with left padding (one model load per model, a progress bar per cell), greedy by default or
+sampled (temperature, top_p, n samples per question) when params.yaml asks for it. Every prediction is kept (full
+completion, parsed answer, score, timing) so that a judge or a person can re-check it. A model is a save_pretrained
+folder or a PEFT adapter folder, which is loaded on the base its adapter_config.json names.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +20,27 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from rarl_core.answers import parse_completion, score_answer
-from rarl_core.config import Config
-from rarl_core.metrics import bootstrap_ci, majority_baseline, summarize
+from rarl_core.config import Config, ConfigError, EvaluateConfig, ModelConfig
+from rarl_core.metrics import (
+    bootstrap_ci,
+    by_modality,
+    majority_baseline,
+    paired_bootstrap_diff,
+    question_means,
+    summarize,
+)
 from rarl_core.modeling import default_device, load_model, load_processor
 from rarl_core.prompts import inference_prompt, user_message
+
+Scores = dict[str, dict[str, dict[str, list[float]]]]  # model -> dataset -> prompt -> per-question accuracy
+
+
+def model_paths(cfg: Config) -> dict[str, str]:
+    """The models compared, in report order: base, the SFT warm-up, each GRPO variant merged, then extra models."""
+    merged = {name: str(Path(cfg.paths.merged) / name) for name in cfg.grpo.variants}
+    if clash := set(cfg.evaluate.extra_models) & set(merged):
+        raise ConfigError(f"evaluate.extra_models reuses the GRPO variant name(s) {sorted(clash)}: rename them")
+    return {"base": cfg.model.name_or_path, "sft": cfg.paths.sft_model, **merged, **cfg.evaluate.extra_models}
 
 
 def extract_answer(completion: str) -> str | None:
@@ -31,11 +52,43 @@ def extract_answer(completion: str) -> str | None:
     return completion.strip() or None if "<" not in completion else None
 
 
+def load_for_eval(path: str | Path, model_cfg: ModelConfig, device: str | None = None):
+    """(model, processor) of a model folder, or of a PEFT adapter folder on the base that its config names.
+
+    An adapter is merged into its base after loading: the outputs are the same and generation runs at the speed
+    of a plain model. The processor comes from the base, since an adapter folder need not carry one.
+    """
+    path = Path(path)
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        processor = load_processor(path, model_cfg.min_pixels, model_cfg.max_pixels)
+        return load_model(path, model_cfg.dtype, device or default_device()).eval(), processor
+    from peft import PeftModel
+
+    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise FileNotFoundError(f"{adapter_config} names no base_model_name_or_path: cannot load the adapter")
+    model = PeftModel.from_pretrained(load_model(base, model_cfg.dtype), str(path)).merge_and_unload()
+    processor = load_processor(base, model_cfg.min_pixels, model_cfg.max_pixels)
+    return model.to(device or default_device()).eval(), processor
+
+
+def generation_kwargs(cfg: EvaluateConfig) -> dict:
+    """`model.generate` settings: greedy when temperature is 0, else sampling with num_samples per question."""
+    if cfg.temperature == 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "num_return_sequences": cfg.num_samples}
+
+
 @torch.no_grad()
 def generate(model, processor, prompts: list[str], image_paths: list[str], max_new_tokens: int, batch_size: int,
-             desc: str = "generate") -> list[dict]:
-    """Greedy completions for (prompt, image) pairs, in order; each with its token count and seconds per row."""
+             desc: str = "generate", sampling: dict | None = None) -> list[dict]:
+    """Completions for (prompt, image) pairs in order, `num_return_sequences` per pair (question-major), each with
+    its token count and seconds per completion. Greedy unless `sampling` (see `generation_kwargs`) says otherwise."""
+    sampling = sampling or {"do_sample": False}
     device = next(model.parameters()).device
+    eos, pad = processor.tokenizer.eos_token_id, processor.tokenizer.pad_token_id
     out: list[dict] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         texts = [processor.apply_chat_template(user_message(p), add_generation_prompt=True, tokenize=False)
@@ -43,11 +96,9 @@ def generate(model, processor, prompts: list[str], image_paths: list[str], max_n
         images = [Image.open(path).convert("RGB") for path in image_paths[start : start + batch_size]]
         inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
         began = time.perf_counter()
-        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        seconds = (time.perf_counter() - began) / len(texts)
+        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-        eos = processor.tokenizer.eos_token_id
-        pad = processor.tokenizer.pad_token_id
+        seconds = (time.perf_counter() - began) / len(new_tokens)
         for row in new_tokens:
             n_tokens = int(((row != pad) & (row != eos)).sum())
             text = processor.tokenizer.decode(row, skip_special_tokens=True)
@@ -56,14 +107,24 @@ def generate(model, processor, prompts: list[str], image_paths: list[str], max_n
 
 
 def score_rows(frame: pd.DataFrame, generations: list[dict]) -> list[dict]:
-    """One prediction record per question: the completion, the parsed answer and its scores."""
+    """One prediction record per completion: the completion, the parsed answer and its scores.
+
+    With n samples per question there are n generations per row (question-major); `id` stays unique per record
+    (`<question>#<k>`) so a judge can key on it, and `question_id` groups the samples of one question.
+    """
+    per_question = len(generations) // max(1, len(frame))
+    if per_question * len(frame) != len(generations):
+        raise ValueError(f"{len(generations)} generations for {len(frame)} questions: expected a multiple")
     records = []
-    for row, gen in zip(frame.to_dict("records"), generations):
+    for i, gen in enumerate(generations):
+        row = frame.iloc[i // per_question]
+        sample = i % per_question
         answer = extract_answer(gen["completion"])
         score = score_answer(answer, row["answer"], row["answer_type"], row["choices"])
         records.append(
             {
-                "id": row["id"], "dataset": row["dataset"], "question": row["question"], "answer": row["answer"],
+                "id": row["id"] if per_question == 1 else f"{row['id']}#{sample}", "question_id": row["id"],
+                "sample": sample, "dataset": row["dataset"], "question": row["question"], "answer": row["answer"],
                 "answer_type": row["answer_type"], "choices": list(row["choices"]), "modality": row["modality"],
                 "completion": gen["completion"], "parsed_answer": answer, "correct": score.correct,
                 "f1": score.f1, "recall": score.recall, "well_formed": parse_completion(gen["completion"]).well_formed,
@@ -73,30 +134,50 @@ def score_rows(frame: pd.DataFrame, generations: list[dict]) -> list[dict]:
     return records
 
 
-def cell_metrics(records: list[dict]) -> dict[str, float]:
-    """Metrics of one model x dataset x prompt cell, with a bootstrap 95% interval on accuracy."""
+def cell_metrics(records: list[dict]) -> dict:
+    """Metrics of one model x dataset x prompt cell: by answer type, a bootstrap 95% interval on accuracy
+    (resampling questions), seconds per completion and accuracy per imaging modality."""
     metrics = summarize(records)
-    low, high = bootstrap_ci([float(r["correct"]) for r in records])
-    return metrics | {"accuracy_ci_low": low, "accuracy_ci_high": high}
+    low, high = bootstrap_ci(question_means(records))
+    seconds = sum(r["seconds"] for r in records) / len(records)
+    return metrics | {"accuracy_ci_low": low, "accuracy_ci_high": high, "seconds_per_completion": seconds,
+                      "accuracy_by_modality": by_modality(records)}
 
 
-def evaluate_model(cfg: Config, model_path: str, sets: dict[str, pd.DataFrame], templates: dict,
-                   save: Callable[[str, str, list[dict]], None]) -> dict[str, dict[str, dict[str, float]]]:
-    """Evaluate one model on every set x prompt; `save(dataset, prompt, records)` keeps the predictions."""
-    processor = load_processor(model_path, cfg.model.min_pixels, cfg.model.max_pixels)
-    model = load_model(model_path, cfg.model.dtype, default_device()).eval()
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, frame in sets.items():
+def evaluate_model(cfg: Config, name: str, path: str, sets: dict[str, pd.DataFrame], templates: dict,
+                   save: Callable[[str, str, list[dict]], None]) -> dict[str, dict[str, dict]]:
+    """Evaluate one model (loaded once) on every set x prompt; `save(dataset, prompt, records)` keeps predictions."""
+    model, processor = load_for_eval(path, cfg.model)
+    sampling = generation_kwargs(cfg.evaluate)
+    results: dict[str, dict[str, dict]] = {}
+    for dataset, frame in sets.items():
         for prompt_name in cfg.evaluate.prompts:
+            torch.manual_seed(cfg.evaluate.seed)  # each cell reproducible on its own when sampling
             prompts = [inference_prompt(prompt_name, q, c, templates) for q, c in zip(frame["question"], frame["choices"])]
             generations = generate(model, processor, prompts, list(frame["image_path"]), cfg.evaluate.max_new_tokens,
-                                   cfg.evaluate.batch_size, desc=f"{Path(model_path).name}/{name}/{prompt_name}")
+                                   cfg.evaluate.batch_size, desc=f"{name}/{dataset}/{prompt_name}", sampling=sampling)
             records = score_rows(frame, generations)
-            save(name, prompt_name, records)
-            results.setdefault(name, {})[prompt_name] = cell_metrics(records)
+            save(dataset, prompt_name, records)
+            results.setdefault(dataset, {})[prompt_name] = cell_metrics(records)
     return results
 
 
 def baselines(sets: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Majority-answer accuracy per evaluation set: what a model that ignores the image would score."""
     return {name: majority_baseline(list(f["answer"]), list(f["answer_type"]), list(f["choices"])) for name, f in sets.items()}
+
+
+def paired_comparisons(scores: Scores, models: list[str]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Accuracy difference with a paired bootstrap 95% interval, for every pair of `models` on the same questions.
+
+    Keys are `<later>-vs-<earlier>` in the given order (e.g. rarl-vs-rl, rl-vs-sft), so a positive `diff` means
+    the later model answered more questions right; an interval containing 0 is no evidence of a difference.
+    """
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for earlier, later in combinations(models, 2):
+        for dataset, per_prompt in scores[later].items():
+            for prompt, values in per_prompt.items():
+                diff, low, high = paired_bootstrap_diff(values, scores[earlier][dataset][prompt])
+                cell = {"diff": diff, "ci_low": low, "ci_high": high}
+                out.setdefault(f"{later}-vs-{earlier}", {}).setdefault(dataset, {})[prompt] = cell
+    return out

@@ -9,6 +9,7 @@ compared on the same curves.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,8 @@ import pandas as pd
 from rarl_core import rewards
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
-from rarl_core.training import device_args, peft_lora, vision_dataset
+from rarl_core.checkpoints import last_checkpoint
+from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
 
 REWARD_FUNCS = {
     "format": rewards.format_reward,
@@ -33,23 +35,29 @@ def grpo_dataset(frame: pd.DataFrame):
 
 def train_grpo(
     cfg: Config,
+    variant: str,
     augmented: pd.DataFrame,
     sft_model: Path,
     out_dir: Path,
     work_dir: Path,
     report_to: list[str],
     reward_funcs: dict | None = None,
+    callbacks: list | None = None,
 ) -> dict:
-    """Train a GRPO LoRA adapter on the SFT model; save the adapter (PEFT folder) to `out_dir`.
+    """Train the GRPO LoRA adapter of `variant` (its reward weights) on the SFT model; save it to `out_dir`.
 
-    `reward_funcs` replaces the named rewards (tests use a reward the tiny model can easily move).
+    `reward_funcs` replaces the named rewards (tests use a reward the tiny model can easily move). `callbacks`
+    (transformers TrainerCallbacks) see every log and step: the comparison records reward curves through them.
     """
     from trl import GRPOConfig, GRPOTrainer
 
     g = cfg.grpo
+    if g.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise RuntimeError("grpo.use_vllm is true but vLLM is not installed: pip install vllm, or set it to false")
     funcs = reward_funcs or REWARD_FUNCS
-    weights = [g.reward_weights.get(name, 0.0) for name in funcs]
+    weights = [g.variants[variant].get(name, 0.0) for name in funcs]
     processor = load_processor(sft_model, cfg.model.min_pixels, cfg.model.max_pixels)
+    augmented, too_long = drop_too_long(augmented, processor, g.max_prompt_length, with_target=False)
     model = load_model(sft_model, cfg.model.dtype)
     args = GRPOConfig(
         output_dir=str(work_dir),
@@ -67,11 +75,15 @@ def train_grpo(
         lr_scheduler_type=g.lr_scheduler,
         warmup_steps=round(g.warmup_ratio * g.max_steps),
         gradient_checkpointing=g.gradient_checkpointing,
+        use_vllm=g.use_vllm,
+        vllm_mode="colocate",
         logging_steps=g.logging_steps,
         seed=g.seed,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=g.save_steps,
+        save_total_limit=2,
         report_to=report_to,
-        run_name="grpo",
+        run_name=f"grpo: {variant}",
         dataloader_num_workers=0,
         **device_args(cfg.model.dtype),
     )
@@ -82,11 +94,17 @@ def train_grpo(
         train_dataset=grpo_dataset(augmented),
         processing_class=processor,
         peft_config=peft_lora(g.lora),
+        callbacks=callbacks,
     )
-    result = trainer.train()
+    resume = last_checkpoint(work_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.model.save_pretrained(out_dir)
     return summarize_rewards(trainer.state.log_history, list(funcs)) | {
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "train_rows": len(augmented),
+        "dropped_too_long": too_long,
+        "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+        "global_step": int(trainer.state.global_step),
     }
 
 

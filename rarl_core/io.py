@@ -21,7 +21,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces `path` only if the block finishes without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
         yield tmp
     except BaseException:
@@ -30,6 +31,22 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temporary siblings of `path` left by writers that were killed (SIGKILL runs no clean-up): their
+    name carries the writer's pid, and that process is gone. A live writer's folder is never touched."""
+    prefix = f".{path.name}.tmp-"
+    for sibling in path.parent.glob(f"{prefix}*"):
+        pid = sibling.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(sibling, ignore_errors=True) if sibling.is_dir() else sibling.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 @contextmanager

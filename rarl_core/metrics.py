@@ -141,3 +141,44 @@ def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], n_resamples: i
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     lo, hi = bootstrap_ci(diff, n_resamples=n_resamples, confidence=confidence, seed=seed)
     return float(diff.mean()), lo, hi
+
+
+def question_means(records: Sequence[Mapping], key: str = "correct") -> list[float]:
+    """Mean of `key` per question, in first-seen order: the unit to resample when a question has several samples.
+
+    Records of one question share `question_id` (falling back to `id`); with one completion per question this is
+    simply each record's value. Resampling questions, not samples, keeps intervals honest when sampling n > 1.
+    """
+    groups: dict[object, list[float]] = {}
+    for record in records:
+        groups.setdefault(record.get("question_id", record["id"]), []).append(float(record[key]))
+    return [sum(values) / len(values) for values in groups.values()]
+
+
+def generalisation_gaps(models: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
+                        in_domain: Sequence[str], unseen: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per model and prompt: mean unseen accuracy minus mean in-domain accuracy (negative = worse off-domain).
+
+    `models` is {model: {dataset: {prompt: metrics}}}. A model x prompt missing either side is left out.
+    """
+    gaps: dict[str, dict[str, float]] = {}
+    for model, per_set in models.items():
+        prompts = sorted({p for per_prompt in per_set.values() for p in per_prompt})
+        for prompt in prompts:
+            ind = [per_set[d][prompt]["accuracy"] for d in in_domain if prompt in per_set.get(d, {})]
+            uns = [per_set[d][prompt]["accuracy"] for d in unseen if prompt in per_set.get(d, {})]
+            if ind and uns:
+                gaps.setdefault(model, {})[prompt] = sum(uns) / len(uns) - sum(ind) / len(ind)
+    return gaps
+
+
+def score_histogram(scores: Sequence[float | None], levels: int = 4) -> list[int]:
+    """Counts of judge scores in [0, 1] on a `levels`-point scale (the judge's 0-3 -> 4 levels); None skipped.
+
+    A mean hides whether a model is uniformly mediocre or right half the time; the distribution shows it.
+    """
+    counts = [0] * levels
+    for score in scores:
+        if score is not None:
+            counts[min(levels - 1, max(0, round(float(score) * (levels - 1))))] += 1
+    return counts

@@ -7,17 +7,19 @@ produce rows of this shape, so that every later stage reads one format.
 from __future__ import annotations
 
 ANSWER_TYPES = ("closed", "open", "multiple_choice")
-SPLITS = ("train", "test")
+# SLAKE and PathVQA publish a validation split. It is kept as its own split rather than folded into train: no stage
+# trains or evaluates on it today, so it stays free for model selection and never blurs the published test set.
+SPLITS = ("train", "validation", "test")
 
 # column -> meaning. Order is the column order written to parquet.
 COLUMNS = {
     "id": "stable row id, unique within the dataset (e.g. 'starter_a-000123')",
     "dataset": "dataset name as declared in params.yaml",
-    "split": "'train' or 'test'",
+    "split": "'train', 'validation' or 'test'",
     "image": "image file name, content-addressed (<sha256 of PNG bytes>.png), relative to the dataset's images/ folder",
     "question": "the question text, as asked",
     "answer": "ground-truth answer; for multiple choice the option text, not the letter",
-    "answer_type": "'closed' (yes/no), 'open' or 'multiple_choice'",
+    "answer_type": "'closed' (yes/no, or a closed set such as SLAKE's 'liver or spleen?'), 'open' or 'multiple_choice'",
     "choices": "list of option texts for multiple choice, else empty list",
     "modality": "imaging modality when known (CT, MRI, ultrasound, fundus, histology, X-ray, ...), else ''",
     "organ": "organ or body region when known, else ''",

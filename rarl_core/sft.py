@@ -14,7 +14,8 @@ import pandas as pd
 
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
-from rarl_core.training import device_args, peft_lora, vision_dataset
+from rarl_core.checkpoints import last_checkpoint
+from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
 
 
 def sft_dataset(augmented: pd.DataFrame):
@@ -23,11 +24,17 @@ def sft_dataset(augmented: pd.DataFrame):
     return data.remove_columns("target").add_column("completion", completions)
 
 
-def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Path, report_to: list[str]) -> dict:
-    """Train on the augmented rows; save a full model (LoRA merged) and its processor to `out_dir`."""
+def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Path, report_to: list[str],
+              callbacks: list | None = None) -> dict:
+    """Train on the augmented rows; save a full model (LoRA merged) and its processor to `out_dir`.
+
+    `work_dir` holds the checkpoints; training resumes from the last one there (see rarl_core/checkpoints.py).
+    `callbacks` (transformers TrainerCallbacks) may stop training early: the comparison's equal-compute control.
+    """
     from trl import SFTConfig, SFTTrainer
 
     processor = load_processor(cfg.model.name_or_path, cfg.model.min_pixels, cfg.model.max_pixels)
+    augmented, too_long = drop_too_long(augmented, processor, cfg.sft.max_length, with_target=True)
     model = load_model(cfg.model.name_or_path, cfg.model.dtype)
     args = SFTConfig(
         output_dir=str(work_dir),
@@ -42,7 +49,9 @@ def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Pat
         seed=cfg.sft.seed,
         max_length=None,  # never truncate: a cut prompt can lose image tokens
         completion_only_loss=True,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.sft.save_steps,
+        save_total_limit=2,
         report_to=report_to,
         run_name="sft",
         dataloader_num_workers=0,
@@ -54,8 +63,10 @@ def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Pat
         train_dataset=sft_dataset(augmented),
         processing_class=processor,
         peft_config=peft_lora(cfg.sft.lora) if cfg.sft.mode == "lora" else None,
+        callbacks=callbacks,
     )
-    result = trainer.train()
+    resume = last_checkpoint(work_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
     trained = trainer.model
     if cfg.sft.mode == "lora":
         trained.save_pretrained(out_dir / "adapter")
@@ -69,4 +80,7 @@ def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Pat
         "last_loss": float(losses[-1]) if losses else float("nan"),
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "train_rows": len(augmented),
+        "dropped_too_long": too_long,
+        "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+        "global_step": int(trainer.state.global_step),
     }

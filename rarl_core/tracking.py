@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rarl_core.config import MlflowConfig
+from rarl_core.config import ConfigError, MlflowConfig
 
 PARENT_ENV = "RARL_PARENT_RUN_ID"
 
@@ -25,11 +25,22 @@ def _mlflow():
     return mlflow
 
 
+def store_root() -> Path:
+    """The folder that relative store paths (the SQLite file, the artifact root) are relative to.
+
+    DVC sets DVC_ROOT for every stage command: the workspace root under `dvc repro`, and the *parent* repository's
+    root when `dvc exp run --temp` (or the queue) runs the stage in a temporary copy. Resolving against it keeps
+    every experiment tracking into the project's one store instead of a throw-away copy; outside DVC it is the
+    working directory.
+    """
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
 def tracking_uri(cfg: MlflowConfig) -> str:
     """The tracking URI, with a relative SQLite path made absolute (stages may run from another directory)."""
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path = (store_root() / uri.removeprefix("sqlite:///")).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{path}"
     return uri
@@ -44,16 +55,18 @@ def experiment_id(cfg: MlflowConfig) -> str:
         return experiment.experiment_id
     root = cfg.artifact_root
     if "://" not in root:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        root = Path(root).resolve().as_uri()
+        path = (store_root() / root).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        root = path.as_uri()
     return mlflow.create_experiment(cfg.experiment, artifact_location=root)
 
 
 def start_pipeline_run(cfg: MlflowConfig, params_hash: str, run_name: str = "pipeline") -> str:
     """Open a new parent run for one pipeline run; return its id."""
+    experiment = experiment_id(cfg)  # first: it points MLflow at the configured store
     client = _mlflow().MlflowClient()
     run = client.create_run(
-        experiment_id(cfg),
+        experiment,
         run_name=run_name,
         tags={"rarl.kind": "pipeline", "rarl.params_hash": params_hash},
     )
@@ -64,9 +77,10 @@ def parent_run_id(cfg: MlflowConfig, params_hash: str) -> str:
     """The current pipeline's parent run: from RARL_PARENT_RUN_ID, else the open run with these params, else new."""
     if run_id := os.environ.get(PARENT_ENV):
         return run_id
+    experiment = experiment_id(cfg)  # first: a client made before it would search MLflow's default store
     client = _mlflow().MlflowClient()
     found = client.search_runs(
-        [experiment_id(cfg)],
+        [experiment],
         filter_string=f"tags.`rarl.kind` = 'pipeline' and tags.`rarl.params_hash` = '{params_hash}' "
         "and attributes.status = 'RUNNING'",
         order_by=["attributes.start_time DESC"],
@@ -81,20 +95,38 @@ def end_pipeline_run(cfg: MlflowConfig, run_id: str, status: str = "FINISHED") -
 
 
 @contextmanager
-def child_run(cfg: MlflowConfig, parent_id: str, name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
-    """Make a nested run under `parent_id` the active MLflow run for the block; mark it FAILED on error."""
+def child_run(
+    cfg: MlflowConfig, parent_id: str, name: str, tags: dict[str, str] | None = None, resume_run_id: str | None = None
+) -> Iterator[object]:
+    """Make a nested run under `parent_id` the active MLflow run for the block; mark it FAILED on error.
+
+    `resume_run_id` continues an existing run (a training stage resumed from its checkpoint), so that MLflow shows
+    one continuous run rather than a killed one and a new one.
+    """
     mlflow = _mlflow()
+    experiment = experiment_id(cfg)  # first: it points MLflow at the configured store
     client = mlflow.MlflowClient()
-    run = client.create_run(
-        experiment_id(cfg),
+    run = _existing_run(client, resume_run_id) or client.create_run(
+        experiment,
         run_name=name,
-        tags={"mlflow.parentRunId": parent_id, **(tags or {})},
+        tags={"mlflow.parentRunId": parent_id, **process_tags(), **(tags or {})},
     )
     # The transformers callback would otherwise open runs of its own from these variables.
     for var in ("MLFLOW_RUN_ID", "MLFLOW_NESTED_RUN"):
         os.environ.pop(var, None)
     with mlflow.start_run(run_id=run.info.run_id, nested=mlflow.active_run() is not None) as active:
+        if resume_run_id:  # a continued run now belongs to this process (see close_orphan_runs)
+            mlflow.set_tags(process_tags())
         yield active
+
+
+def _existing_run(client, run_id: str | None):
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except Exception:  # deleted or from another store: start a fresh run
+        return None
 
 
 def log_params(params: dict[str, object]) -> None:
@@ -114,3 +146,107 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[name] = value
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Operations: is the tracking server there, and which runs did a killed process leave open
+# ----------------------------------------------------------------------------------------------------------------
+
+HOST_TAG, PID_TAG, PID_STARTED_TAG = "rarl.host", "rarl.pid", "rarl.pid_started"
+
+
+class TrackingUnreachable(ConfigError):
+    """mlflow.tracking_uri names a server that does not answer: raised before any work, with what to do."""
+
+
+def check_reachable(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
+    """For an http(s) tracking URI, fail fast (within `timeout_s`) when the server does not answer its /health.
+
+    Without this, MLflow's own HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, with backoff) make a stage hang for
+    minutes before failing, after it may already have loaded a model. Local stores (sqlite, file) need no check.
+    A server that answers at all (even 401/403 behind a proxy) counts as reachable; 5xx and no answer do not.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = cfg.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code < 500:
+            return
+        reason = f"HTTP {err.code} from {url}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise TrackingUnreachable(
+        f"the MLflow tracking server {uri} is not reachable ({reason}); nothing was run. Start it (`rarl serve` "
+        f"starts one on the project's store) or set mlflow.tracking_uri to a local store such as "
+        f"sqlite:///mlflow/mlflow.db"
+    )
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later start tell a live run from one whose process was killed."""
+    import socket
+
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    try:
+        import psutil
+
+        tags[PID_STARTED_TAG] = f"{psutil.Process().create_time():.2f}"
+    except Exception:  # no psutil: the pid alone is checked
+        pass
+    return tags
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    """True when `pid` runs and is the process that tagged the run (not a later one that recycled the pid)."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not started or abs(proc.create_time() - float(started)) < 1.0
+    except ImportError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    except Exception:  # psutil.NoSuchProcess, AccessDenied
+        return False
+
+
+def close_orphan_runs(cfg: MlflowConfig, keep: tuple[str, ...] = ()) -> list[str]:
+    """Mark KILLED every RUNNING run of this experiment that a process on this host opened and that is now gone.
+
+    A stage killed with SIGKILL (or a crashed orchestrator) cannot end its MLflow run, which would otherwise show
+    as running forever. Runs opened on other hosts, or without the process tags, are left alone; `keep` names runs
+    that the caller is about to continue (a training stage resumed from its checkpoint). Returns the closed run ids.
+    """
+    import socket
+
+    mlflow = _mlflow()
+    experiment = experiment_id(cfg)
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    runs = client.search_runs(
+        [experiment], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'", max_results=1000
+    )
+    for run in runs:
+        pid = run.data.tags.get(PID_TAG, "")
+        if run.info.run_id in keep or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if not _process_alive(int(pid), run.data.tags.get(PID_STARTED_TAG)):
+            client.set_tag(run.info.run_id, "rarl.closed_by", f"orphan clean-up: process {pid} on {host} was gone")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed

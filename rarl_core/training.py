@@ -13,6 +13,35 @@ from rarl_core.config import LoraConfig
 from rarl_core.prompts import user_message
 
 
+def sequence_lengths(frame: pd.DataFrame, processor, with_target: bool) -> list[int]:
+    """Tokens each row costs: the chat-formatted prompt with its image tokens, plus the target (and its end token)."""
+    from PIL import Image
+
+    tokenizer = processor.tokenizer
+    image_tokens: dict[tuple[int, int], int] = {}
+    lengths = []
+    for row in frame.itertuples():
+        text = processor.apply_chat_template(user_message(row.prompt_text), add_generation_prompt=True, tokenize=False)
+        with Image.open(row.image_path) as image:
+            size = (image.height, image.width)
+        if size not in image_tokens:
+            image_tokens[size] = processor._get_num_multimodal_tokens(image_sizes=[size])["num_image_tokens"][0]
+        n = len(tokenizer(text)["input_ids"]) - 1 + image_tokens[size]  # the one <|image_pad|> expands
+        if with_target:
+            n += len(tokenizer(row.target)["input_ids"]) + 1
+        lengths.append(n)
+    return lengths
+
+
+def drop_too_long(frame: pd.DataFrame, processor, max_tokens: int, with_target: bool) -> tuple[pd.DataFrame, int]:
+    """Rows that fit in `max_tokens`, and how many were dropped. Nothing is ever truncated."""
+    keep = [n <= max_tokens for n in sequence_lengths(frame, processor, with_target)]
+    kept = frame[keep].reset_index(drop=True)
+    if kept.empty:
+        raise ValueError(f"every training row is longer than {max_tokens} tokens: raise the length limit in params.yaml")
+    return kept, len(frame) - len(kept)
+
+
 def peft_lora(cfg: LoraConfig):
     """PEFT LoRA over the language model's projections only (the vision tower stays frozen)."""
     from peft import LoraConfig as PeftLoraConfig

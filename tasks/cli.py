@@ -19,9 +19,9 @@ STAGE_HELP = {
     "augment": "expand training questions into several prompt styles (diversity prompting)",
     "tiny_model": "build the embedded default tiny Qwen2-VL offline",
     "sft": "SFT warm-up with TRL (LoRA merged, or full-parameter)",
-    "grpo": "GRPO-LoRA with the format / accuracy / reasoning rewards",
-    "merge": "merge the GRPO adapter into the SFT model (save_pretrained folder)",
-    "evaluate": "base vs SFT vs GRPO on in-domain and unseen sets",
+    "grpo": "GRPO-LoRA, one run per variant in grpo.variants (rl: format + accuracy; rarl: + reasoning)",
+    "merge": "merge each GRPO adapter into the SFT model (save_pretrained folders)",
+    "evaluate": "base vs SFT vs each GRPO variant on in-domain and unseen sets",
     "report": "write the comparison report",
 }
 
@@ -40,6 +40,44 @@ def dvc(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "dvc", *args], env=pipeline_env())
 
 
+def profile_overrides(path: str) -> list[str]:
+    """A profile file's values as `section.key=value` overrides, in the syntax of `dvc exp run -S`."""
+    import yaml
+
+    def flat(data: dict, prefix: str = "") -> list[str]:
+        out = []
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out += flat(value, f"{prefix}{key}.")
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+                out.append(f"{prefix}{key}={text}")
+        return out
+
+    return flat(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def check_overrides(overrides: list[str], params: str = "params.yaml") -> None:
+    """Validate params.yaml with the overrides applied, before any stage starts (raises ConfigError)."""
+    import yaml
+
+    from rarl_core.config import ConfigError, config_from_dict
+
+    data = yaml.safe_load(Path(params).read_text()) or {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ConfigError(f"override {override!r} is not KEY=VALUE")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    config_from_dict(data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rarl",
@@ -49,12 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the whole pipeline (dvc repro) and print the comparison report")
     run.add_argument("--force", action="store_true", help="re-run every stage even if up to date")
+    run.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a params.yaml value for this run, recorded as a DVC experiment (dvc exp run -S)")
+    run.add_argument("--profile", metavar="YAML",
+                     help="apply every value of a profile file (e.g. profiles/qwen2vl-2b-a100-40gb.yaml) as -S overrides")
     for stage in STAGES:
         p = sub.add_parser(stage, help=STAGE_HELP[stage])
         p.add_argument("--force", action="store_true", help="re-run even if up to date")
     check = sub.add_parser("check", help="validate params.yaml and exit")
     check.add_argument("--params", default="params.yaml")
     sub.add_parser("judge", help="score predictions with the LLM judge (rarl judge --help)", add_help=False)
+    sub.add_parser("serve", help="start the Prefect server, a worker and the MLflow UI on 127.0.0.1 (rarl serve --help)",
+                   add_help=False)
     return parser
 
 
@@ -64,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.judge import main as judge_main
 
         return judge_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        from tasks.serve import main as serve_main
+
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "check":
         from rarl_core.config import ConfigError, load_config
@@ -77,7 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     force = ["--force"] if args.force else []
     if args.command == "run":
-        code = dvc("repro", *force)
+        overrides = [*profile_overrides(args.profile), *args.set] if args.profile else args.set
+        if overrides:  # recorded as a DVC experiment, so the run is reproducible without this command
+            from rarl_core.config import ConfigError
+
+            try:
+                check_overrides(overrides)
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            code = dvc("exp", "run", *force, *(arg for o in overrides for arg in ("-S", o)))
+        else:
+            code = dvc("repro", *force)
         from rarl_core.config import load_config
 
         report = Path(load_config().paths.report)

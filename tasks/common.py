@@ -9,7 +9,9 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,24 @@ def quiet_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` every GPU runs the stage; only rank 0 tracks runs and writes outputs."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def stage_output(path: str | Path) -> Iterator[Path]:
+    """The folder a stage writes: atomically replacing `path` on the main process, a scratch folder on the others."""
+    from rarl_core.io import atomic_dir
+
+    if is_main_process():
+        with atomic_dir(path) as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch)
+
+
 def params_hash(path: str | Path) -> str:
     """Identifies a pipeline run's configuration: stages run with the same params.yaml share a parent run."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
@@ -44,6 +64,8 @@ class StageContext:
     stage: str
     params_path: Path
     parent_run_id: str
+    variant: str | None = None
+    work_dir: Path | None = None  # a training stage's checkpoint folder (see rarl_core/checkpoints.py)
 
     def child_run(self, cfg: Config, name: str, tags: dict[str, str] | None = None):
         from rarl_core.tracking import child_run
@@ -52,6 +74,8 @@ class StageContext:
 
 
 StageFn = Callable[[Config, StageContext], dict]
+# For a training stage: (checkpoint folder, params it depends on, input paths) -> resumable after a kill.
+Checkpointing = Callable[[Config, "str | None"], tuple[Path, dict, list[Path]]]
 
 
 def numeric(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -65,32 +89,71 @@ def numeric(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def stage_main(stage: str, run: StageFn, sections: tuple[str, ...], argv: list[str] | None = None) -> int:
-    """Run one stage: validate params before any work, track it as a nested MLflow run, exit non-zero on error."""
+def stage_main(
+    stage: str,
+    run: StageFn,
+    sections: tuple[str, ...],
+    argv: list[str] | None = None,
+    per_variant: bool = False,
+    checkpointing: Checkpointing | None = None,
+) -> int:
+    """Run one stage: validate params before any work, track it as a nested MLflow run, exit non-zero on error.
+
+    A `per_variant` stage (grpo, merge) runs once per GRPO variant of params.yaml, named by `--variant`.
+    A stage with `checkpointing` resumes from its last checkpoint, in the same MLflow run, after being killed.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}", description=f"Run the {stage} stage.")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if per_variant:
+        parser.add_argument("--variant", required=True, help="GRPO variant, a key of grpo.variants")
     args = parser.parse_args(argv)
+    variant = getattr(args, "variant", None)
     quiet_env()
     try:
         cfg = load_config(args.params)
+        if variant is not None and variant not in cfg.grpo.variants:
+            raise ConfigError(f"--variant {variant!r} is not in grpo.variants ({', '.join(cfg.grpo.variants)})")
+        if is_main_process():
+            from rarl_core.tracking import check_reachable
+
+            check_reachable(cfg.mlflow)  # a clear error before any work, not minutes of MLflow's HTTP retries
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from rarl_core import tracking
     from rarl_core.data import DataError
 
-    parent = tracking.parent_run_id(cfg.mlflow, params_hash(args.params))
-    ctx = StageContext(stage, Path(args.params), parent)
+    main_process = is_main_process()
+    parent = tracking.parent_run_id(cfg.mlflow, params_hash(args.params)) if main_process else ""
+    ctx = StageContext(stage, Path(args.params), parent, variant)
+    name, tags = (f"{stage}: {variant}", {"rarl.stage": stage, "rarl.variant": variant}) if variant else (stage, {"rarl.stage": stage})
     try:
-        with ctx.child_run(cfg, stage, {"rarl.stage": stage}):
+        resume_run_id = None
+        if checkpointing:
+            from rarl_core import checkpoints
+
+            work_dir, depends_on, inputs = checkpointing(cfg, variant)
+            stamp = checkpoints.fingerprint(depends_on, inputs)
+            ctx.work_dir = checkpoints.open_work_dir(work_dir, stamp) if main_process else work_dir
+            resume_run_id = checkpoints.saved_run_id(ctx.work_dir)
+        if not main_process:  # another GPU's process of `accelerate launch`: train, track nothing, write nothing
+            run(cfg, ctx)
+            return 0
+        # Runs left RUNNING by a killed process on this host are marked KILLED (the one being resumed is kept).
+        tracking.close_orphan_runs(cfg.mlflow, keep=(resume_run_id,) if resume_run_id else ())
+        with tracking.child_run(cfg.mlflow, parent, name, tags, resume_run_id=resume_run_id) as active:
+            if ctx.work_dir:
+                checkpoints.save_run_id(ctx.work_dir, active.info.run_id)
             config = dataclasses.asdict(cfg)
             tracking.log_params(tracking.flatten({s: config[s] for s in sections}))
             metrics = run(cfg, ctx)
             import mlflow
 
             mlflow.log_metrics(numeric(metrics, f"{stage}/"))
+        if ctx.work_dir:
+            checkpoints.close_work_dir(ctx.work_dir)
     except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"error in stage {stage}: {err}", file=sys.stderr)
+        print(f"error in stage {name}: {err}", file=sys.stderr)
         return 1
     print(json.dumps(metrics, indent=2, default=str))
     return 0
@@ -105,6 +168,11 @@ def log_artifacts(cfg: Config, path: str | Path, artifact_path: str) -> None:
         mlflow.log_artifacts(str(path), artifact_path)
     else:
         mlflow.log_artifact(str(path), artifact_path)
+
+
+def metrics_file(cfg: Config, name: str) -> Path:
+    """A stage's DVC metrics file: <paths.metrics>/<name>.json."""
+    return Path(cfg.paths.metrics) / f"{name}.json"
 
 
 def require(path: str | Path, stage: str) -> Path:

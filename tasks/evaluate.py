@@ -1,51 +1,73 @@
-"""Stage evaluate: base, SFT and GRPO models x in-domain and unseen sets x inference prompts.
+"""Stage evaluate: base, SFT, each GRPO variant (RL, RARL) and any extra model x in-domain and unseen sets x prompts.
 
-Each model gets its own MLflow run (`eval: <model>`, under the pipeline's parent) with metrics named
-`eval/<dataset>/<prompt>/<metric>`, so the MLflow compare view lines the models up side by side.
+Each model gets its own MLflow run (`eval: <model>`, under the pipeline's parent, tagged rarl.model) with metrics
+named `eval/<dataset>/<prompt>/<metric>`, so the MLflow compare view lines the models up side by side; the judge
+stage later adds `judge/<dataset>/<prompt>/<score>` to the same runs. eval.json (a DVC metrics file) holds every
+cell, the majority baselines, the generalisation gaps and paired differences between the trained models.
 """
 
 from pathlib import Path
 
-from tasks.common import StageContext, log_artifacts, numeric, require, stage_main
+from tasks.common import StageContext, log_artifacts, metrics_file, numeric, require, stage_main
 
 
-def model_variants(cfg) -> dict[str, str]:
-    return {"base": cfg.model.name_or_path, "sft": cfg.paths.sft_model, "grpo": cfg.paths.grpo_model}
+def require_models(cfg) -> None:
+    """Fail before any generation when a model folder is missing, naming the stage (or setting) that provides it."""
+    require(cfg.paths.sft_model, "sft")
+    for name in cfg.grpo.variants:
+        require(Path(cfg.paths.merged) / name, f"merge@{name}")
+    for name, path in cfg.evaluate.extra_models.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"evaluate.extra_models.{name}: {path} does not exist")
+
+
+def decoding(cfg) -> dict[str, object]:
+    """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
+    e = cfg.evaluate
+    if e.temperature == 0:
+        return {"decoding": "greedy", "max_new_tokens": e.max_new_tokens}
+    return {"decoding": "sampling", "temperature": e.temperature, "top_p": e.top_p, "num_samples": e.num_samples,
+            "seed": e.seed, "max_new_tokens": e.max_new_tokens}
 
 
 def run(cfg, ctx: StageContext) -> dict:
     import mlflow
 
     from rarl_core.data import load_split
-    from rarl_core.evaluate import baselines, evaluate_model
+    from rarl_core.evaluate import baselines, evaluate_model, model_paths, paired_comparisons
     from rarl_core.io import atomic_dir, write_json, write_jsonl
+    from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
 
     prepared = require(cfg.paths.prepared, "prepare")
-    for path, stage in ((cfg.paths.sft_model, "sft"), (cfg.paths.grpo_model, "merge")):
-        require(path, stage)
+    models = model_paths(cfg)
+    require_models(cfg)
     sets = {}
     for name in [*cfg.data.in_domain, *cfg.data.unseen]:
         frame = load_split(prepared, name, "test")
         sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
     templates = load_templates()
     result = {"baselines": baselines(sets), "models": {}}
+    scores: dict = {}
     with atomic_dir(cfg.paths.predictions) as tmp:
-        for variant, path in model_variants(cfg).items():
-            def save(dataset, prompt, records, variant=variant):
-                write_jsonl(tmp / variant / dataset / f"{prompt}.jsonl", records)
+        for model, path in models.items():
+            def save(dataset, prompt, records, model=model):
+                write_jsonl(tmp / model / dataset / f"{prompt}.jsonl", records)
+                scores.setdefault(model, {}).setdefault(dataset, {})[prompt] = question_means(records)
 
-            with ctx.child_run(cfg, f"eval: {variant}", {"rarl.stage": "evaluate", "rarl.model": variant}):
-                mlflow.log_params({"model": variant, "model_path": path})
-                metrics = evaluate_model(cfg, path, sets, templates, save)
+            with ctx.child_run(cfg, f"eval: {model}", {"rarl.stage": "evaluate", "rarl.model": model}):
+                mlflow.log_params({"model": model, "model_path": path, **decoding(cfg)})
+                metrics = evaluate_model(cfg, model, path, sets, templates, save)
                 mlflow.log_metrics(numeric(metrics, "eval/"))
                 mlflow.log_metrics(numeric(result["baselines"], "baseline/"))
-                log_artifacts(cfg, tmp / variant, "predictions")
-            result["models"][variant] = metrics
-    write_json(cfg.paths.eval_metrics, result)
+                log_artifacts(cfg, tmp / model, "predictions")
+            result["models"][model] = metrics
+    result["gaps"] = generalisation_gaps(result["models"], cfg.data.in_domain, cfg.data.unseen)
+    result["paired"] = paired_comparisons(scores, [m for m in models if m != "base"])
+    write_json(metrics_file(cfg, "eval"), result)
     return {
-        f"{variant}/{dataset}/{prompt}/accuracy": m["accuracy"]
-        for variant, per_set in result["models"].items()
+        f"{model}/{dataset}/{prompt}/accuracy": m["accuracy"]
+        for model, per_set in result["models"].items()
         for dataset, per_prompt in per_set.items()
         for prompt, m in per_prompt.items()
     }

@@ -1,28 +1,36 @@
-"""Stage grpo: a fresh LoRA adapter on the SFT model trained with GRPO on the named, weighted rewards."""
+"""Stage grpo@<variant>: a fresh LoRA adapter on the SFT model, trained with GRPO on the variant's reward weights."""
 
 from pathlib import Path
 
-from tasks.common import StageContext, log_artifacts, require, stage_main
+from tasks.common import StageContext, is_main_process, log_artifacts, metrics_file, require, stage_main, stage_output
 
 
 def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
     from rarl_core.grpo import train_grpo
-    from rarl_core.io import atomic_dir, write_json
+    from rarl_core.io import write_json
 
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))
     sft_model = require(cfg.paths.sft_model, "sft")
-    with atomic_dir(cfg.paths.grpo_adapter) as tmp:
-        metrics = train_grpo(cfg, augmented, sft_model, tmp, Path(cfg.paths.checkpoints) / "grpo", ["mlflow"])
-    write_json(cfg.paths.grpo_metrics, metrics)
-    if cfg.mlflow.log_models:
-        log_artifacts(cfg, cfg.paths.grpo_adapter, "adapter")
+    out = Path(cfg.paths.adapters) / ctx.variant
+    with stage_output(out) as tmp:
+        metrics = train_grpo(cfg, ctx.variant, augmented, sft_model, tmp, ctx.work_dir, ["mlflow"])
+    if is_main_process():
+        write_json(metrics_file(cfg, f"grpo-{ctx.variant}"), metrics)
+        if cfg.mlflow.log_models:
+            log_artifacts(cfg, out, "adapter")
     return metrics
 
 
+def checkpointing(cfg, variant):
+    """Checkpoints resume only for the same params, variant, training data and SFT model."""
+    inputs = [Path(cfg.paths.augmented), Path(cfg.paths.sft_model)]
+    return Path(cfg.paths.checkpoints) / f"grpo-{variant}", {"model": cfg.model, "grpo": cfg.grpo, "variant": variant}, inputs
+
+
 def main(argv=None) -> int:
-    return stage_main("grpo", run, ("model", "grpo"), argv)
+    return stage_main("grpo", run, ("model", "grpo"), argv, per_variant=True, checkpointing=checkpointing)
 
 
 if __name__ == "__main__":

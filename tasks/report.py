@@ -1,37 +1,83 @@
-"""Stage report: the comparison table (Markdown), logged to MLflow; closes the pipeline's parent run."""
+"""Stage report: the comparison (Markdown + self-contained HTML + plot data), the champion and the model registry.
 
+Reads eval.json, judge.json and the training summaries, and the GRPO reward curves from MLflow; elects the champion
+by the rule written into the report; registers the trained models in the MLflow model registry and moves the alias
+`champion`; logs the report to MLflow; closes the pipeline's parent run when run by plain `dvc repro`.
+"""
+
+import csv
 import json
 import os
 from pathlib import Path
 
-from tasks.common import StageContext, log_artifacts, require, stage_main
+from rarl_core.config import ConfigError
+from tasks.common import StageContext, log_artifacts, metrics_file, require, stage_main
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_plot_data(folder: Path, tables: dict[str, list[dict]]) -> None:
+    """One CSV per plot under `folder` (replaced whole, so a removed variant leaves no stale curve)."""
+    from rarl_core.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        for name, rows in tables.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["cell"])
+                writer.writeheader()
+                writer.writerows(rows)
 
 
 def run(cfg, ctx: StageContext) -> dict:
-    from rarl_core import tracking
+    from rarl_core import registry, tracking
     from rarl_core.io import atomic_file
-    from rarl_core.report import generalisation_gaps, render_markdown
+    from rarl_core.report import ReportInputs, choose_champion, plot_tables, read_inputs, render_html, render_markdown
+    from tasks.evaluate import decoding
 
-    evaluation = json.loads(require(cfg.paths.eval_metrics, "evaluate").read_text())
-    training = {
-        stage: json.loads(Path(path).read_text())
-        for stage, path in (("sft", cfg.paths.sft_metrics), ("grpo", cfg.paths.grpo_metrics))
-        if Path(path).is_file()
-    }
-    markdown = render_markdown(evaluation, training, cfg.data.in_domain, cfg.data.unseen)
+    if cfg.report.champion_prompt not in cfg.evaluate.prompts:
+        raise ConfigError(f"report.champion_prompt {cfg.report.champion_prompt!r} is not in evaluate.prompts "
+                          f"({', '.join(cfg.evaluate.prompts)})")
+    require(metrics_file(cfg, "eval"), "evaluate")
+    evaluation, judge = read_inputs(cfg)
+    trained = ["sft", *cfg.grpo.variants]
+    candidates = [m for m in trained if m in evaluation["models"]]
+    champion = choose_champion(evaluation, candidates, cfg.data.in_domain, cfg.data.unseen, cfg.report.champion_prompt)
+    stages = ["sft", *(f"grpo-{name}" for name in cfg.grpo.variants)]
+    inputs = ReportInputs(
+        evaluation=evaluation, in_domain=cfg.data.in_domain, unseen=cfg.data.unseen,
+        champion_prompt=cfg.report.champion_prompt, candidates=candidates, champion=champion,
+        judge=judge,
+        training={s: read_json(metrics_file(cfg, s)) for s in stages if metrics_file(cfg, s).is_file()},
+        rewards={v: h for v in cfg.grpo.variants if (h := registry.reward_history(cfg, ctx.parent_run_id, v))},
+        registered_model=cfg.report.registered_model,
+        registered=registry.register_models(cfg, ctx.parent_run_id, candidates, champion),
+        decoding=", ".join(f"{k}={v}" for k, v in decoding(cfg).items()),
+    )
+    import mlflow
+
+    mlflow.set_tag("rarl.champion", champion or "none")
+    markdown = render_markdown(inputs)
     with atomic_file(cfg.paths.report) as handle:
         handle.write(markdown)
-    log_artifacts(cfg, cfg.paths.report, "report")
+    with atomic_file(cfg.paths.report_html) as handle:
+        handle.write(render_html(inputs))
+    write_plot_data(Path(cfg.paths.plots), plot_tables(inputs))
+    for path in (cfg.paths.report, cfg.paths.report_html, cfg.paths.plots):
+        log_artifacts(cfg, path, "report")
     print(markdown)
     if not os.environ.get(tracking.PARENT_ENV):
         # Run by plain `dvc repro`: the last stage closes the parent run it found. An orchestrator that opened the
         # parent run (`rarl run`, the Prefect flow) closes it itself.
         tracking.end_pipeline_run(cfg.mlflow, ctx.parent_run_id)
-    return {"generalisation_gap": generalisation_gaps(evaluation, cfg.data.in_domain, cfg.data.unseen)}
+    return {"champion": champion, "registered": inputs.registered, "gaps": evaluation.get("gaps", {})}
 
 
 def main(argv=None) -> int:
-    return stage_main("report", run, ("data",), argv)
+    return stage_main("report", run, ("data", "report"), argv)
 
 
 if __name__ == "__main__":

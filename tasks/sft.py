@@ -2,26 +2,34 @@
 
 from pathlib import Path
 
-from tasks.common import StageContext, log_artifacts, require, stage_main
+from tasks.common import StageContext, is_main_process, log_artifacts, metrics_file, require, stage_main, stage_output
 
 
 def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
-    from rarl_core.io import atomic_dir, write_json
+    from rarl_core.io import write_json
     from rarl_core.sft import train_sft
 
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))
-    with atomic_dir(cfg.paths.sft_model) as tmp:
-        metrics = train_sft(cfg, augmented, tmp, Path(cfg.paths.checkpoints) / "sft", ["mlflow"])
-    write_json(cfg.paths.sft_metrics, metrics)
-    if cfg.mlflow.log_models:
-        log_artifacts(cfg, cfg.paths.sft_model, "model")
+    with stage_output(cfg.paths.sft_model) as tmp:
+        metrics = train_sft(cfg, augmented, tmp, ctx.work_dir, ["mlflow"])
+    if is_main_process():
+        write_json(metrics_file(cfg, "sft"), metrics)
+        if cfg.mlflow.log_models:
+            log_artifacts(cfg, cfg.paths.sft_model, "model")
     return metrics
 
 
+def checkpointing(cfg, variant=None):
+    """Checkpoints resume only for the same params and the same training data and base model."""
+    base = Path(cfg.model.name_or_path)
+    inputs = [Path(cfg.paths.augmented), *([base] if base.exists() else [])]
+    return Path(cfg.paths.checkpoints) / "sft", {"model": cfg.model, "sft": cfg.sft}, inputs
+
+
 def main(argv=None) -> int:
-    return stage_main("sft", run, ("model", "sft"), argv)
+    return stage_main("sft", run, ("model", "sft"), argv, checkpointing=checkpointing)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,16 @@ def project(tmp_path_factory) -> Path:
 def venv_env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's bin first on PATH (dvc.yaml's `python`)."""
     return {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+
+
+@pytest.fixture(scope="session")
+def sft_workspace(tmp_path_factory):
+    """A workspace where prepare, augment, tiny_model and sft have run on the small params (shared by tests)."""
+    from rarl_core.config import load_config
+    from tasks import augment, prepare, sft, tiny_model
+
+    root = tmp_path_factory.mktemp("sft-workspace")
+    params = small_params(root)
+    for stage in (prepare, augment, tiny_model, sft):
+        assert stage.main(["--params", str(params)]) == 0
+    return {"root": root, "params": params, "cfg": load_config(params)}

@@ -21,10 +21,10 @@ def dvc(project, *args: str) -> str:
 
 def test_dvc_repro_builds_then_skips_then_reruns_downstream(project):
     dvc(project, "repro")
-    metrics = json.loads((project / "reports" / "eval.json").read_text())
-    assert set(metrics["models"]) == {"base", "sft", "grpo"}
+    metrics = json.loads((project / "reports" / "metrics" / "eval.json").read_text())
+    assert set(metrics["models"]) == {"base", "sft", "rl", "rarl"}
     assert (project / "reports" / "report.md").read_text().startswith("# RARL comparison")
-    assert (project / "models" / "grpo" / "config.json").is_file()
+    assert (project / "models" / "merged" / "rarl" / "config.json").is_file()
 
     assert "Running stage" not in dvc(project, "repro")
 

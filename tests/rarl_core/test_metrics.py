@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rarl_core.metrics import bootstrap_ci, by_modality, majority_baseline, paired_bootstrap_diff, summarize
+from rarl_core.metrics import (
+    bootstrap_ci,
+    by_modality,
+    generalisation_gaps,
+    majority_baseline,
+    paired_bootstrap_diff,
+    question_means,
+    score_histogram,
+    summarize,
+)
 
 
 def rec(kind, correct, f1=None, recall=None, well_formed=True, tokens=10, modality=None):
@@ -181,3 +190,27 @@ def test_paired_bootstrap_diff_sign_and_null():
 def test_paired_bootstrap_diff_length_mismatch():
     with pytest.raises(ValueError, match="equal lengths"):
         paired_bootstrap_diff([1.0, 0.0], [1.0])
+
+
+def test_question_means_average_samples_of_one_question():
+    records = [{"id": "q1#0", "question_id": "q1", "correct": True}, {"id": "q1#1", "question_id": "q1", "correct": False},
+               {"id": "q2", "correct": True}]
+    assert question_means(records) == [0.5, 1.0]
+
+
+def test_generalisation_gaps_unseen_minus_in_domain():
+    models = {"sft": {"a": {"plain": {"accuracy": 0.8}, "reasoning": {"accuracy": 0.6}},
+                      "a2": {"plain": {"accuracy": 0.6}},
+                      "b": {"plain": {"accuracy": 0.5}, "reasoning": {"accuracy": 0.7}}},
+              "only_in_domain": {"a": {"plain": {"accuracy": 0.9}}}}
+    gaps = generalisation_gaps(models, ["a", "a2"], ["b"])
+    assert gaps == {"sft": {"plain": pytest.approx(0.5 - 0.7), "reasoning": pytest.approx(0.1)}}
+
+
+@pytest.mark.parametrize(("scores", "expected"), [
+    ([0.0, 1 / 3, 2 / 3, 1.0, 1.0, None], [1, 1, 1, 2]),
+    ([0.49, 0.51], [0, 1, 1, 0]),  # non-integer judge scores go to the nearest level
+    ([], [0, 0, 0, 0]),
+])
+def test_score_histogram(scores, expected):
+    assert score_histogram(scores) == expected

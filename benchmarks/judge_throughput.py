@@ -1,0 +1,92 @@
+"""Judge throughput through the real LiteLLM client: concurrent (16 in flight) vs sequential, against the local
+OpenAI-compatible fake server (tests/fake_openai.py) adding 100 ms of latency per call; then a cached re-run.
+
+Each timed run uses a fresh cache file, so every row is a call; the re-run reuses the last cache and must make zero
+calls. The fake server answers instantly apart from the added latency, so the numbers measure the client side:
+how well concurrency hides a judge's latency.
+
+Usage: python benchmarks/judge_throughput.py [--repeats 3] [--rows 64]
+Writes benchmarks/results/judge_throughput-<date>.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rarl_core.judge import JudgeConfig, judge_rows  # noqa: E402
+from tests.fake_openai import FakeOpenAI, good  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+LATENCY_S = 0.1
+CONCURRENT = 16
+
+
+def rows(n: int) -> list[dict]:
+    return [{"id": f"r{i}", "question": "Is there a lesion?", "answer": "no",
+             "completion": f"<think>No lesion is visible.</think><answer>no</answer> #{i}"} for i in range(n)]
+
+
+def judge(server: FakeOpenAI, data: list[dict], concurrency: int, cache: Path):
+    cfg = JudgeConfig(model="openai/fake", api_base=server.base_url, concurrency=concurrency, max_retries=0,
+                      timeout_s=30, cache_path=str(cache))
+    run = judge_rows(data, cfg, progress=False)
+    assert run.errors == 0, run.scores[0]["error"]
+    return run
+
+
+def stats(seconds: list[float], n: int) -> dict:
+    return {"seconds": [round(s, 3) for s in seconds],
+            "rows_per_s": {"min": round(n / max(seconds), 1), "median": round(n / statistics.median(seconds), 1),
+                           "max": round(n / min(seconds), 1)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
+    data = rows(args.rows)
+    seconds: dict[int, list[float]] = {1: [], CONCURRENT: []}
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(default=good(3, 2), delay_s=LATENCY_S) as server:
+        judge(server, data[:4], CONCURRENT, Path(tmp) / "warmup.sqlite")  # LiteLLM import and first connection
+        for repeat in range(args.repeats):
+            for concurrency in (1, CONCURRENT):
+                run = judge(server, data, concurrency, Path(tmp) / f"{repeat}-{concurrency}.sqlite")
+                assert run.calls == args.rows and run.cache_hits == 0
+                seconds[concurrency].append(run.elapsed_s)
+        max_in_flight = server.max_in_flight
+        before = server.count
+        rerun = judge(server, data, CONCURRENT, Path(tmp) / f"{args.repeats - 1}-{CONCURRENT}.sqlite")
+        rerun_requests = server.count - before
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "rows": args.rows, "latency_per_call_s": LATENCY_S, "repeats": args.repeats,
+        "sequential": stats(seconds[1], args.rows),
+        f"concurrent_{CONCURRENT}": stats(seconds[CONCURRENT], args.rows) | {"max_in_flight_seen": max_in_flight},
+        "speedup_median": round(statistics.median(seconds[1]) / statistics.median(seconds[CONCURRENT]), 2),
+        "cached_rerun": {"calls": rerun.calls, "server_requests": rerun_requests, "cache_hits": rerun.cache_hits,
+                         "seconds": round(rerun.elapsed_s, 3)},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"judge_throughput-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The report's figures as PNG bytes (matplotlib, Agg backend), ready to embed in a self-contained HTML page.
+
+Figures are built with the object-oriented API on an Agg canvas, never pyplot: no display, no global figure state,
+nothing left open between calls. Each function takes plain data (what the report already computed) and returns PNG
+bytes, so the report stays testable without looking at pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+LEVEL_COLOURS = ("#d73027", "#fc8d59", "#91bfdb", "#4575b4")  # judge levels 0 (wrong) .. 3 (fully right)
+
+
+def _figure(n_panels: int, width: float = 5.0, height: float = 3.4) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width * n_panels, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def accuracy_figure(rows: Sequence[Mapping], models: Sequence[str], datasets: Sequence[str],
+                    prompts: Sequence[str]) -> bytes:
+    """Accuracy (%) per dataset and model with 95% CI error bars, one panel per prompt; the dashed line over each
+    dataset is its majority-answer baseline, so a bar at the line learned nothing from the image."""
+    fig, axes = _figure(len(prompts))
+    cells = {(r["model"], r["dataset"], r["prompt"]): r for r in rows}
+    width = 0.8 / max(1, len(models))
+    for ax, prompt in zip(axes, prompts):
+        for i, model in enumerate(models):
+            xs, heights, errors = [], [], [[], []]
+            for j, dataset in enumerate(datasets):
+                row = cells.get((model, dataset, prompt))
+                if row is None:
+                    continue
+                acc, low, high = (100 * row[k] for k in ("accuracy", "ci_low", "ci_high"))
+                xs.append(j - 0.4 + width * (i + 0.5))
+                heights.append(acc)
+                errors[0].append(max(0.0, acc - low))
+                errors[1].append(max(0.0, high - acc))
+            ax.bar(xs, heights, width, yerr=errors, capsize=3, label=model)
+        for j, dataset in enumerate(datasets):
+            baseline = next((r["baseline"] for r in rows if r["dataset"] == dataset), None)
+            if baseline is not None:
+                ax.hlines(100 * baseline, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
+        ax.set_xticks(range(len(datasets)), [f"{d}\n({_group(rows, d)})" for d in datasets])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"prompt: {prompt}")
+    axes[-1].legend(fontsize="small", loc="upper right")
+    return _png(fig)
+
+
+def _group(rows: Sequence[Mapping], dataset: str) -> str:
+    return next((r["group"] for r in rows if r["dataset"] == dataset), "")
+
+
+def gap_figure(gaps: Mapping[str, Mapping[str, float]], prompts: Sequence[str]) -> bytes:
+    """Generalisation gap (unseen minus in-domain accuracy, points) per model, a bar per prompt; below 0 = worse
+    on the unseen sets."""
+    fig, (ax,) = _figure(1, width=6.0)
+    models = list(gaps)
+    width = 0.8 / max(1, len(prompts))
+    for i, prompt in enumerate(prompts):
+        xs = [j - 0.4 + width * (i + 0.5) for j, m in enumerate(models) if prompt in gaps[m]]
+        ax.bar(xs, [100 * gaps[m][prompt] for m in models if prompt in gaps[m]], width, label=prompt)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("unseen - in-domain (points)")
+    ax.legend(title="prompt", fontsize="small")
+    return _png(fig)
+
+
+def judge_figure(judge_models: Mapping[str, Mapping[str, Mapping[str, Mapping]]], label: str) -> bytes:
+    """Distribution of judge scores (share of answers at each level 0-3) per model x dataset x prompt, one panel for
+    correctness and one for reasoning: a mean hides whether a model is uniformly mediocre or right half the time."""
+    fig, axes = _figure(2, width=5.5, height=max(2.5, 0.3 * _n_cells(judge_models) + 1.2))
+    names = [f"{m} · {d} · {p}" for m, per_set in judge_models.items() for d, per_p in per_set.items() for p in per_p]
+    for ax, kind in zip(axes, ("correctness", "reasoning")):
+        hists = [c[f"{kind}_hist"] for per_set in judge_models.values() for per_p in per_set.values()
+                 for c in per_p.values()]
+        left = [0.0] * len(hists)
+        for level, colour in enumerate(LEVEL_COLOURS):
+            shares = [100 * h[level] / max(1, sum(h)) for h in hists]
+            ax.barh(range(len(hists)), shares, left=left, color=colour, label=str(level))
+            left = [a + b for a, b in zip(left, shares)]
+        ax.set_yticks(range(len(names)), names if kind == "correctness" else [""] * len(names), fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("share of answers (%)")
+        ax.set_title(f"{kind} ({label})")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, title="score (0-3)", fontsize="small", loc="outside right upper")
+    return _png(fig)
+
+
+def _n_cells(judge_models: Mapping) -> int:
+    return sum(len(per_p) for per_set in judge_models.values() for per_p in per_set.values())
+
+
+def reward_figure(rewards: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]]) -> bytes:
+    """GRPO training curves per variant: the weighted total reward and each named reward's mean, per step."""
+    keys = sorted({k for curves in rewards.values() for k in curves}, key=lambda k: (k != "reward", k))
+    fig, axes = _figure(max(1, len(keys)), width=4.0)
+    for ax, key in zip(axes, keys):
+        for variant, curves in rewards.items():
+            if curves.get(key):
+                steps, values = zip(*curves[key])
+                ax.plot(steps, values, marker=".", label=variant)
+        ax.set_title("total (weighted)" if key == "reward" else key.removeprefix("rewards/").removesuffix("/mean"))
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("mean reward")
+    axes[-1].legend(fontsize="small")
+    return _png(fig)

@@ -1,0 +1,77 @@
+"""The compare stage end to end on the tiny model: one seed, two GRPO steps per variant, 24 questions per set.
+
+Asserts what a user relies on: every model trained and evaluated, the control stopped on its token budget, the three
+claims read under each prompt, the report files written, and MLflow holding one comparison run with a nested run
+per model x seed (training curves, eval metrics, predictions).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import yaml
+
+from rarl_core.compare import CONTROL, REFUTED, SFT, SUPPORTED, UNRESOLVED
+from rarl_core.config import load_config
+from tasks import compare
+
+
+def compare_params(workspace: dict, root: Path, **grpo) -> Path:
+    """The workspace's params (its data and SFT model), with the comparison's outputs and MLflow store under root."""
+    params = yaml.safe_load(Path(workspace["params"]).read_text())
+    params["paths"] |= {"compare": str(root / "compare"), "checkpoints": str(root / "checkpoints")}
+    params["mlflow"] |= {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": str(root / "artifacts")}
+    params["grpo"] |= {"max_steps": 2, **grpo}
+    params["compare"] = {"seeds": [0], "control": "tokens", "judge": True, "n_resamples": 200}
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_compare_stage_trains_evaluates_and_reports(sft_workspace, tmp_path):
+    params = compare_params(sft_workspace, tmp_path)
+    assert compare.main(["--params", str(params)]) == 0
+    cfg = load_config(params)
+    out = Path(cfg.paths.compare)
+    results = json.loads((out / "results.json").read_text())
+
+    assert [(u["model"], u["seed"]) for u in results["units"]] == [(SFT, None), ("rl", 0), ("rarl", 0), (CONTROL, 0)]
+    rl, rarl, control = results["units"][1:]
+    assert control["train"]["budget"] == {"tokens": (rl["train"]["tokens"] + rarl["train"]["tokens"]) // 2}
+    assert control["train"]["tokens"] >= control["train"]["budget"]["tokens"] > 0 and control["train"]["steps"] >= 1
+    assert "rewards/reasoning_reward/mean" in rarl["train"]["curves"]
+    assert len(rl["cells"]["starter_b"]["reasoning"]["scores"]) == cfg.evaluate.max_questions
+
+    claims = {(c["key"], c["prompt"]) for c in results["claims"]}
+    assert claims == {(k, p) for k in ("rarl_vs_sft_in_domain", "rarl_vs_sft_unseen", "rarl_vs_rl_unseen")
+                      for p in ("plain", "reasoning")}
+    assert {c["verdict"] for c in results["claims"]} <= {SUPPORTED, REFUTED, UNRESOLVED}
+    diagnostics = results["diagnostics"][CONTROL]["starter_a"]["reasoning"]
+    assert diagnostics["format_rate"] is not None and diagnostics["judge_reasoning"] is not None
+    assert (out / "compare.md").read_text().startswith("# Does RARL beat RL and SFT?")
+    assert "data:image/png;base64," in (out / "compare.html").read_text()
+    assert json.loads((out / "summary.json").read_text())["claims"]["rarl_vs_rl_unseen/reasoning"]["verdict"]
+    assert not (Path(cfg.paths.checkpoints) / "compare").exists()
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    (parent,) = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment], output_format="list",
+                                   filter_string="tags.`rarl.kind` = 'comparison'")
+    assert parent.data.tags["verdict/rarl_vs_rl_unseen/reasoning"] in {SUPPORTED, REFUTED, UNRESOLVED}
+    children = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment], output_format="list",
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    by_name = {run.info.run_name: run for run in children}
+    assert set(by_name) == {"sft", "rl seed 0", "rarl seed 0", "sft_control seed 0"}
+    assert "train/reward" in by_name["rl seed 0"].data.metrics
+    assert "eval/starter_b/reasoning/consistency_rate" in by_name["sft_control seed 0"].data.metrics
+    client = mlflow.MlflowClient()
+    assert {a.path for a in client.list_artifacts(by_name["rarl seed 0"].info.run_id, "predictions")} == {
+        "predictions/starter_a", "predictions/starter_b"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "compare")} >= {"compare/compare.html"}
+
+
+def test_compare_needs_rl_and_rarl(sft_workspace, tmp_path, capsys):
+    params = compare_params(sft_workspace, tmp_path, variants={"rl": {"format": 1.0, "accuracy": 1.0}})
+    assert compare.main(["--params", str(params)]) == 1
+    assert "grpo.variants lacks ['rarl']" in capsys.readouterr().err
