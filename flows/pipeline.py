@@ -246,7 +246,10 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
                 outcomes[stage] = run_stage.with_options(retries=retries, retry_delay_seconds=params.retry_delay_s)(
                     stage, params.force, params.timeout_for(stage), parent)
     except BaseException:
-        tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
+        try:
+            tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
+        except Exception as err:  # never hide the stage's failure behind a tracking error
+            logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
         raise
     report = read_output(cfg.paths.report, experiment)
     create_table_artifact([{"stage": s, "outcome": o} for s, o in outcomes.items()], key="rarl-stages",
@@ -263,7 +266,7 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
 
 
 def params_hash_of(set_args: list[str], project: Path) -> str:
-    """The params hash of an experiment: params.yaml with its overrides applied, as the stages will see it."""
+    """Identifies an experiment's configuration (params.yaml and its overrides) in the parent run's tags."""
     import hashlib
 
     return hashlib.sha256((project / "params.yaml").read_bytes() + json.dumps(set_args).encode()).hexdigest()[:16]
