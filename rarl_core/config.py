@@ -513,6 +513,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         return _convert(next(a for a in args if a is not type(None)), value, where)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads exponents without a dot, e.g. the `1e-05` that `dvc exp run -S` writes, as text
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be float, got {value!r}") from None
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):

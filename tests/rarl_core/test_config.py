@@ -59,6 +59,13 @@ def test_bad_params_are_rejected_with_the_key_named(data, message):
     assert message in str(err.value)
 
 
+def test_exponent_floats_written_by_dvc_are_numbers():
+    cfg = config_from_dict(yaml.safe_load("grpo:\n  learning_rate: 1e-05\n"))
+    assert cfg.grpo.learning_rate == 1e-5
+    with pytest.raises(ConfigError, match="grpo.learning_rate must be float"):
+        config_from_dict({"grpo": {"learning_rate": "fast"}})
+
+
 def test_ints_are_accepted_for_floats_and_defaults_fill_in():
     cfg = config_from_dict({"sft": {"learning_rate": 1}})
     assert cfg.sft.learning_rate == 1.0 and isinstance(cfg.sft.learning_rate, float)
