@@ -4,7 +4,7 @@ The Prefect flow (flows/pipeline.py) and the `rarl` command run the same stages 
 cache and record of what ran.
 """
 
-STAGES = ("prepare", "augment", "tiny_model", "sft", "grpo", "merge", "evaluate", "report")
+STAGES = ("prepare", "augment", "tiny_model", "sft", "grpo", "merge", "evaluate", "judge", "report")
 
 
 def dvc_stages(variants) -> list[str]:

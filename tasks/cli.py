@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a params.yaml value for this run, recorded as a DVC experiment (dvc exp run -S)")
     run.add_argument("--profile", metavar="YAML",
                      help="apply every value of a profile file (e.g. profiles/qwen2vl-2b-a100-40gb.yaml) as -S overrides")
-    for stage in STAGES:
+    for stage in (s for s in STAGES if s != "judge"):  # `rarl judge` scores files; the stage is `rarl judge --stage`
         p = sub.add_parser(stage, help=STAGE_HELP[stage])
         p.add_argument("--force", action="store_true", help="re-run even if up to date")
     check = sub.add_parser("check", help="validate params.yaml and exit")

@@ -25,7 +25,7 @@ def run(cfg, ctx: StageContext) -> dict:
 
 def checkpointing(cfg, variant):
     """Checkpoints resume only for the same params, variant, training data and SFT model."""
-    inputs = [Path(cfg.paths.augmented), Path(cfg.paths.sft_model)]
+    inputs = [require(Path(cfg.paths.augmented) / "train.parquet", "augment").parent, Path(cfg.paths.sft_model)]
     return Path(cfg.paths.checkpoints) / f"grpo-{variant}", {"model": cfg.model, "grpo": cfg.grpo, "variant": variant}, inputs
 
 

@@ -24,7 +24,7 @@ def run(cfg, ctx: StageContext) -> dict:
 def checkpointing(cfg, variant=None):
     """Checkpoints resume only for the same params and the same training data and base model."""
     base = Path(cfg.model.name_or_path)
-    inputs = [Path(cfg.paths.augmented), *([base] if base.exists() else [])]
+    inputs = [require(Path(cfg.paths.augmented) / "train.parquet", "augment").parent, *([base] if base.exists() else [])]
     return Path(cfg.paths.checkpoints) / "sft", {"model": cfg.model, "sft": cfg.sft}, inputs
 
 

@@ -33,7 +33,7 @@ def test_dvc_repro_builds_then_skips_then_reruns_downstream(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = dvc(project, "repro")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"evaluate", "report"}
+    assert ran == {"evaluate", "judge", "report"}
 
     shown = dvc(project, "metrics", "show", "--json")
     assert "eval.json" in shown
