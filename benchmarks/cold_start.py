@@ -15,7 +15,6 @@ culprit.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -25,6 +24,9 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+
+from _common import spread, write_result  # benchmarks/_common.py
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,11 +73,6 @@ def slowest_imports(module: str, top: int = 8) -> list[dict]:
     return [{"package": name, "seconds": round(us / 1e6, 3)} for name, us in ranked]
 
 
-def stats(values: list[float]) -> dict:
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3),
-            "n": len(values), "values": [round(v, 3) for v in values]}
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each command")
@@ -98,16 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
         "python": platform.python_version(),
         "repeats": args.repeats,
-        "seconds": {name: stats(values) for name, values in seconds.items()},
+        "seconds": {name: spread(values) for name, values in seconds.items()},
         "above_interpreter_floor_median_s": {name: round(statistics.median(v) - floor, 3)
                                               for name, v in seconds.items() if name != "python -c pass"},
         "slowest_imports_of_rarl_core_config": slowest_imports("rarl_core.config"),
         "note": "wall time of a fresh subprocess each; files warm in the page cache (one uncounted warm-up pass)",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cold_start-{result['date']}-{result['machine']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("cold_start", result, args.out)
     return result
 
 

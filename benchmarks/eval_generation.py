@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
 import os
 import platform
 import statistics
@@ -34,7 +33,8 @@ from rarl_core.config import load_config
 from rarl_core.evaluate import generate, load_for_eval
 from rarl_core.prompts import inference_prompt, load_templates
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import RESULTS, write_result  # benchmarks/_common.py
+
 BATCHED = 8
 
 
@@ -81,6 +81,7 @@ def stats(seconds: list[float], n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--model", help="a model folder (default: paths.sft_model if present, else a tiny model)")
     args = parser.parse_args()
@@ -114,10 +115,7 @@ def main() -> None:
         "speedup_median": round(statistics.median(seconds[1]) / statistics.median(seconds[BATCHED]), 2),
         "identical_greedy_outputs": outputs[1] == outputs[BATCHED],
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"eval_generation-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_result("eval_generation", result, args.out)
     print(f"written to {path}")
 
 

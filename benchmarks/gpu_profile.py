@@ -46,6 +46,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from _common import spread, write_result  # benchmarks/_common.py
+
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PROFILE = REPO / "profiles" / "qwen2vl-2b-a100-40gb.yaml"
@@ -174,11 +177,6 @@ def peak_gb(device: str) -> float:
     if device == "cuda":
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
-
-
-def stats(values: list[float], digits: int = 4) -> dict:
-    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
-            "max": round(max(values), digits), "n": len(values)}
 
 
 def copy_bandwidth(device: str, nbytes: int, iters: int = 20) -> float:
@@ -428,9 +426,9 @@ def main(argv: list[str] | None = None) -> dict:
         decode_tps = [batch_size * (shape.completion_tokens - 1) / s for s in decode_s]
         bound = batch_size * bandwidth / weight_bytes
         generation[str(batch_size)] = {
-            "tokens_per_s_end_to_end": stats([batch_size * shape.completion_tokens / t for t in total], 1),
-            "decode_tokens_per_s": stats(decode_tps, 1),
-            "prefill_s": stats(prefill),
+            "tokens_per_s_end_to_end": spread([batch_size * shape.completion_tokens / t for t in total], 1),
+            "decode_tokens_per_s": spread(decode_tps, 1),
+            "prefill_s": spread(prefill),
             "bound_tokens_per_s": round(bound, 1),
             "ratio_to_bound_median": round(statistics.median(decode_tps) / bound, 3),
             "peak_memory_gb": peak_gb(device),
@@ -454,7 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["sft_lora"] = {
         "rows": shape.sft_batch, "tokens_per_row": batch["input_ids"].shape[1],
         "trainable_parameters": sum(p.numel() for p in sft_model.parameters() if p.requires_grad),
-        "micro_batch_s": stats(sft_s), "tokens_per_s_median": round(tokens / statistics.median(sft_s), 1),
+        "micro_batch_s": spread(sft_s), "tokens_per_s_median": round(tokens / statistics.median(sft_s), 1),
         "optimizer_step_s_estimate": round(shape.sft_grad_accum * statistics.median(sft_s), 3),
         "peak_memory_gb": peak_gb(device),
     }
@@ -473,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict:
                  for _ in range(args.repeats)]
         result["grpo_lora"][f"generations_{generations}"] = {
             "completion_tokens": shape.completion_tokens,
-            **{key: stats([s[key] for s in steps]) for key in steps[0]},
+            **{key: spread([s[key] for s in steps]) for key in steps[0]},
             "peak_memory_gb": peak_gb(device),
         }
     del optimizer
@@ -510,11 +508,7 @@ def main(argv: list[str] | None = None) -> dict:
             except Exception as err:  # vLLM is optional: report why, keep the rest of the profile
                 result["vllm"] = {"measured": False, "why": f"failed: {str(err)[-800:]}"}
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    tag = "tiny-" if args.tiny else ""
-    path = args.out / f"gpu_profile-{tag}{result['date']}-{result['machine']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("gpu_profile-tiny" if args.tiny else "gpu_profile", result, args.out)
     return result
 
 

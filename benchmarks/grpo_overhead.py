@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
+
+from _common import spread, write_result  # benchmarks/_common.py
+
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -87,10 +88,6 @@ def run_bare(cfg, rows, work: Path) -> float:
     return result.metrics["train_runtime"] / g.max_steps
 
 
-def stats(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="GRPO steps per timed run")
@@ -118,15 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": platform.node(),
         "config": {"steps": args.steps, "batch_size": cfg.grpo.batch_size, "num_generations": cfg.grpo.num_generations,
                    "max_completion_length": cfg.grpo.max_completion_length},
-        "ours_s_per_step": stats(ours),
-        "bare_trl_s_per_step": stats(bare),
+        "ours_s_per_step": spread(ours),
+        "bare_trl_s_per_step": spread(bare),
         "ratio_median": statistics.median(ours) / statistics.median(bare),
         "goal": "ratio_median <= 1.05",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"grpo_overhead-{result['date']}-{result['machine']}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result("grpo_overhead", result, args.out)
     return result
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -24,10 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+
 from rarl_core.judge import JudgeConfig, judge_rows  # noqa: E402
 from tests.fake_openai import FakeOpenAI, good  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
+from _common import RESULTS, write_result  # noqa: E402  # benchmarks/_common.py
+
 LATENCY_S = 0.1
 CONCURRENT = 16
 
@@ -54,6 +55,7 @@ def stats(seconds: list[float], n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     parser.add_argument("--rows", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
@@ -81,10 +83,7 @@ def main() -> None:
         "cached_rerun": {"calls": rerun.calls, "server_requests": rerun_requests, "cache_hits": rerun.cache_hits,
                          "seconds": round(rerun.elapsed_s, 3)},
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"judge_throughput-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_result("judge_throughput", result, args.out)
     print(f"written to {path}")
 
 

@@ -18,7 +18,6 @@ into the child's figure; `parent_peak_rss_mb` is printed so that floor is visibl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -32,6 +31,8 @@ from datetime import date
 from pathlib import Path
 
 import yaml
+
+from _common import spread, write_result  # benchmarks/_common.py
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -81,11 +82,6 @@ def run_measured(cmd: list[str], log: Path) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, seconds  # Linux reports kilobytes
 
 
-def stats(values: list[float]) -> dict:
-    return {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
-            "max": round(max(values), 1), "n": len(values)}
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="runs of each training stage")
@@ -130,18 +126,15 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "max_steps")},
                    "model": "embedded tiny Qwen2-VL (tiny_model section of params.yaml)"},
         "repeats": args.repeats,
-        "peak_rss_mb": {name: stats(values) for name, values in peak.items()},
+        "peak_rss_mb": {name: spread(values) for name, values in peak.items()},
         "above_import_floor_median_mb": {name: round(statistics.median(v) - statistics.median(peak["import floor"]), 1)
                                          for name, v in peak.items() if name != "import floor"},
-        "wall_s": {name: stats(values) for name, values in seconds.items()},
+        "wall_s": {name: spread(values) for name, values in seconds.items()},
         "parent_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "note": ("peak RSS of each stage's own process (os.wait4 ru_maxrss); max_steps cut, shapes as in params.yaml"
                  if args.size == "shipped" else "tiny test params (tests/flows/helpers.py TINY): smoke test only"),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"memory-{result['date']}-{result['machine']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("memory", result, args.out)
     return result
 
 

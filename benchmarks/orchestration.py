@@ -43,6 +43,9 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
+from _common import spread, write_result  # benchmarks/_common.py
+
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.conftest's project copy; the in-process child puts its copy before it
 PATHS = ("inprocess", "dvc", "prefect")
@@ -208,11 +211,6 @@ def run_prefect(project: Path, environ: dict[str, str], log: Path, timeout_s: fl
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def stats(values: list[float]) -> dict:
-    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2),
-            "max": round(max(values), 2), "n": len(values)}
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="pipeline runs of each path")
@@ -275,10 +273,10 @@ def main(argv: list[str] | None = None) -> dict:
         "note": SIZE_NOTE[args.size],
         "stages": [name for name, _, _ in plan],
         "repeats": args.repeats,
-        "seconds": {path: stats(values) for path, values in seconds.items()},
+        "seconds": {path: spread(values) for path, values in seconds.items()},
     }
     if flow_run_s:
-        result["prefect_flow_run_s"] = stats(flow_run_s)  # the server's record: from Running to Completed
+        result["prefect_flow_run_s"] = spread(flow_run_s)  # the server's record: from Running to Completed
     if prefect_startup_s is not None:
         result["prefect_startup_s"] = round(prefect_startup_s, 2)  # rarl serve until ready; once, not in the totals
     if "inprocess" in seconds:
@@ -294,10 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "share_of_total": round((total - floor) / total, 3),
                     "per_stage_s": round((total - floor) / len(plan), 2),
                 }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"orchestration-{result['date']}-{result['machine']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("orchestration", result, args.out)
     return result
 
 

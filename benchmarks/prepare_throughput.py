@@ -30,11 +30,12 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+
 from rarl_core import adapters
 from rarl_core.config import config_from_dict
 from rarl_core.data import prepare
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import RESULTS, write_result  # benchmarks/_common.py
 
 
 def starter_data(workers: int):
@@ -106,6 +107,7 @@ def summary(seconds: list[float], count: int, unit: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         rows_file = export_starter(Path(folder))
@@ -132,10 +134,7 @@ def main() -> None:
         one, two = (summary(measured[name][w], counts[name], unit) for w in (1, 2))
         ratio = two[f"{unit}_per_s"]["median"] / one[f"{unit}_per_s"]["median"]
         result["scenarios"][name] = {"workers_1": one, "workers_2": two, "speedup_2_vs_1_median": round(ratio, 2)}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"prepare-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_result("prepare", result, args.out)
     print(f"written to {path}")
 
 

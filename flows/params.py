@@ -34,7 +34,11 @@ NETWORK_STAGES = ("judge",)
 # Seconds a stage may run before it is stopped (its process group killed) and the run fails naming it. Generous on
 # purpose: the real model on one GPU. Override per stage with `timeouts_s`.
 DEFAULT_TIMEOUT_S = 2 * 3600.0
-STAGE_TIMEOUTS_S = {"sft": 24 * 3600.0, "grpo": 24 * 3600.0, "evaluate": 12 * 3600.0, "judge": 6 * 3600.0}
+STAGE_TIMEOUTS_S = {"sft": 24 * 3600.0, "grpo": 24 * 3600.0, "evaluate": 12 * 3600.0, "judge": 6 * 3600.0,
+                    "compare": 72 * 3600.0}
+# The comparison's stage lives in a pipeline file of its own, so that `rarl run` (dvc repro) does not include it.
+COMPARE_PIPELINE = "compare/dvc.yaml"
+COMPARE_STAGE = f"{COMPARE_PIPELINE}:compare"
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _EXP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -106,12 +110,16 @@ class RunParameters(BaseModel):
         return self.isolated if self.isolated is not None else bool(self.overrides or self.experiment)
 
     def timeout_for(self, stage: str) -> float:
-        base = stage.split("@")[0]
+        base = stage_base(stage)
         return self.timeouts_s.get(base, STAGE_TIMEOUTS_S.get(base, DEFAULT_TIMEOUT_S))
 
     def all_overrides(self, project: Path) -> dict[str, Any]:
         """The overrides this run applies (a subclass adds its own)."""
         return dict(self.overrides)
+
+    def report(self, cfg) -> tuple[str, str, str]:
+        """What the run publishes: (Markdown file, HTML file, the stage whose MLflow run gets the screenshot)."""
+        return cfg.paths.report, cfg.paths.report_html, "report"
 
 
 class EvaluateParameters(RunParameters):
@@ -141,6 +149,21 @@ class EvaluateParameters(RunParameters):
 
     def all_overrides(self, project: Path) -> dict[str, Any]:
         return {**self.overrides, f"evaluate.extra_models.{self.model_name}": str(self.model_dir(project))}
+
+
+class CompareParameters(RunParameters):
+    """`rarl/compare`: the comparison of params.yaml `compare:` (compare/dvc.yaml), with the data, augmentation and
+    SFT warm-up it needs run first when they are out of date."""
+
+    stages: None = Field(None, description="Not used: the comparison runs compare/dvc.yaml and what it depends on.")
+
+    def report(self, cfg) -> tuple[str, str, str]:
+        return str(Path(cfg.paths.compare) / "compare.md"), str(Path(cfg.paths.compare) / "compare.html"), "compare"
+
+
+def stage_base(stage: str) -> str:
+    """The name a stage's parameters use: grpo@rl -> grpo, compare/dvc.yaml:compare -> compare."""
+    return stage.split("@")[0].rsplit(":", 1)[-1]
 
 
 def _check_finite(key: str, value: Any) -> None:
@@ -226,6 +249,20 @@ def pipeline_stages(project: Path) -> list[str]:
         return [s.name for s in nx.lexicographical_topological_sort(graph, key=lambda s: position[id(s)])]
 
 
+def compare_upstream(project: Path, order: list[str]) -> list[str]:
+    """The root pipeline's stages that the comparison depends on (data, augmentation, SFT warm-up), in `order`."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    pipeline = (project / COMPARE_PIPELINE).resolve()
+    if not pipeline.is_file():
+        raise ParametersError(f"{pipeline} not found: the comparison's pipeline file is part of the project")
+    with Repo(str(project)) as repo:
+        (stage,) = [s for s in repo.index.stages if Path(s.path).resolve() == pipeline and s.name == "compare"]
+        upstream = {s.name for s in nx.descendants(repo.index.graph, stage)}  # edges point to what a stage needs
+    return [s for s in order if s in upstream]
+
+
 def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
     """Check everything that needs the project; returns what the flow needs: config, stage plan, `-S` args.
 
@@ -246,7 +283,9 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
             where = "overrides" if overrides else "params.yaml"
             raise ParametersError(f"{where}: {str(err).removeprefix(f'{copy}: ')}") from None
     known = pipeline_stages(project)
-    bases = list(dict.fromkeys(s.split("@")[0] for s in known))
+    if isinstance(params, CompareParameters):
+        known = [*compare_upstream(project, known), COMPARE_STAGE]
+    bases = list(dict.fromkeys(stage_base(s) for s in known))
     if unknown := [s for s in (params.stages or []) if s not in bases and s not in known]:
         raise ParametersError(f"unknown stages {unknown}; the pipeline's stages are {', '.join(bases)}")
     if unknown := sorted(set(params.timeouts_s) - set(bases)):
@@ -257,9 +296,12 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
         wanted = params.stages or [s for s in ("evaluate", "judge", "report") if s in bases]
         if extra := [s for s in wanted if s not in ("evaluate", "judge", "report")]:
             raise ParametersError(f"stages: rarl/evaluate runs evaluate, judge and report only, not {extra}")
+    elif isinstance(params, CompareParameters):
+        wanted = [COMPARE_PIPELINE]  # the experiment's target: the comparison and what it needs (all of `known`)
     else:
         wanted = params.stages
-    selected = [s for s in known if wanted is None or s in wanted or s.split("@")[0] in wanted]
+    selected = [s for s in known if wanted is None or isinstance(params, CompareParameters) or s in wanted
+                or stage_base(s) in wanted]
     if params.is_isolated:
         absolute = {k: v for k, v in vars(cfg.paths).items() if Path(v).is_absolute()}
         if absolute:

@@ -34,7 +34,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.params import NETWORK_STAGES, ParametersError, RunParameters, describe, validate_against
+from flows.params import NETWORK_STAGES, ParametersError, RunParameters, describe, stage_base, validate_against
 from flows.runner import StageFailed, run_dvc
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def stage_env(parent_run_id: str) -> dict[str, str]:
 
 
 def _is_network(stage: str) -> bool:
-    return stage.split("@")[0] in NETWORK_STAGES
+    return stage_base(stage) in NETWORK_STAGES
 
 
 def _retry_network_failures(task, task_run, state) -> bool:
@@ -101,8 +101,9 @@ def run_experiment(name: str, set_args: list[str], targets: list[str] | None, fo
     for item in set_args:
         args += ["-S", item]
     args += list(targets or [])
-    params = RunParameters(timeouts_s=timeouts_s)
-    result = run_dvc(args, Path.cwd(), stage_env(parent_run_id), logger.info, params.timeout_for, _is_network)
+    default = RunParameters().timeout_for  # timeouts_s holds the limit of every stage of the plan
+    result = run_dvc(args, Path.cwd(), stage_env(parent_run_id), logger.info,
+                     lambda stage: timeouts_s.get(stage) or default(stage), _is_network)
     return {stage: outcome.status for stage, outcome in result.outcomes.items()}
 
 
@@ -167,7 +168,7 @@ def read_output(path: str, experiment: tuple[str, str] | None) -> str | None:
         return None
 
 
-def report_run_id(cfg, parent_run_id: str) -> str | None:
+def report_run_id(cfg, parent_run_id: str, stage: str) -> str | None:
     """The MLflow run of this pipeline run's report stage."""
     import mlflow
 
@@ -175,18 +176,18 @@ def report_run_id(cfg, parent_run_id: str) -> str | None:
 
     experiment = experiment_id(cfg.mlflow)
     found = mlflow.MlflowClient().search_runs(
-        [experiment], f"tags.`rarl.stage` = 'report' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        [experiment], f"tags.`rarl.stage` = '{stage}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
         order_by=["attributes.start_time DESC"], max_results=1)
     return found[0].info.run_id if found else None
 
 
-def screenshot_report(cfg, parent_run_id: str, experiment: tuple[str, str] | None) -> dict | None:
-    """Render the HTML report in headless Chromium and log the screenshot to the report stage's MLflow run."""
+def screenshot_report(cfg, parent_run_id: str, experiment: tuple[str, str] | None, html_path: str,
+                      stage: str) -> dict | None:
+    """Render the HTML report in headless Chromium and log the screenshot to the MLflow run of `stage`."""
     from flows.browser import check_report, find_chromium
 
     logger = get_run_logger()
-    html_path = getattr(cfg.paths, "report_html", None)
-    html = read_output(html_path, experiment) if html_path else None
+    html = read_output(html_path, experiment)
     if html is None:
         return None
     if not find_chromium():
@@ -200,7 +201,7 @@ def screenshot_report(cfg, parent_run_id: str, experiment: tuple[str, str] | Non
         except Exception as err:  # a screenshot is a nicety: never fail a finished pipeline for it
             logger.warning(f"the report screenshot failed: {err}")
             return None
-        if run_id := report_run_id(cfg, parent_run_id):
+        if run_id := report_run_id(cfg, parent_run_id, stage):
             import mlflow
 
             mlflow.MlflowClient().log_artifact(run_id, str(check.screenshot), "report")
@@ -211,7 +212,7 @@ def screenshot_report(cfg, parent_run_id: str, experiment: tuple[str, str] | Non
 
 
 def execute(params: RunParameters, project_dir: str | None = None) -> str:
-    """The body shared by `rarl/train` and `rarl/evaluate`."""
+    """The body shared by `rarl/train`, `rarl/evaluate` and `rarl/compare`."""
     from prefect.runtime import flow_run
 
     from rarl_core import tracking
@@ -251,16 +252,17 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
         except Exception as err:  # never hide the stage's failure behind a tracking error
             logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
         raise
-    report = read_output(cfg.paths.report, experiment)
+    report_md, report_html, report_stage = params.report(cfg)
+    report = read_output(report_md, experiment)
     create_table_artifact([{"stage": s, "outcome": o} for s, o in outcomes.items()], key="rarl-stages",
                           description="What each DVC stage did in this run")
     markdown = report or "No report yet: run the evaluate and report stages."
     if experiment:
         markdown = (f"DVC experiment `{experiment[1]}` (commit {experiment[0][:7]}): `dvc exp show`, "
                     f"`dvc exp apply {experiment[1]}`\n\n") + markdown
-    create_markdown_artifact(markdown, key="rarl-report", description="Base vs SFT vs GRPO comparison")
+    create_markdown_artifact(markdown, key=f"rarl-{report_stage}", description="Base vs SFT vs GRPO comparison")
     if report is not None:
-        screenshot_report(cfg, parent, experiment)
+        screenshot_report(cfg, parent, experiment, report_html, report_stage)
     tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
     return markdown
 

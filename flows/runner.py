@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.params import stage_base
+
 RUNNING = re.compile(r"^Running stage '([^']+)'")
 UNCHANGED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
 RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run")
@@ -121,7 +123,7 @@ def run_dvc(
                 raise StageFailed(
                     current,
                     f"stage {current} ran longer than its time limit ({limit:.0f} s) and was stopped. Raise "
-                    f"timeouts_s.{current.split('@')[0]} in the run's parameters if it needs longer; its checkpoints "
+                    f"timeouts_s.{stage_base(current)} in the run's parameters if it needs longer; its checkpoints "
                     f"(training stages) are kept, so a re-run continues from the last one.",
                     timed_out=True,
                 )

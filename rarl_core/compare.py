@@ -487,7 +487,7 @@ def summary_metrics(results: Mapping) -> dict:
                        for p, per_m in per_p.items() for m, cell in per_m.items()}
     out["paired"] = {f"{pair}/{d}/{p}": cell["diff"] for pair, per_d in results["paired"].items()
                      for d, per_p in per_d.items() for p, cell in per_p.items()}
-    out["wall_time_s"] = results.get("wall_time_s")
+    out["wall_time_s"], out["cpu_time_s"] = results.get("wall_time_s"), results.get("cpu_time_s")
     return out
 
 
@@ -555,8 +555,8 @@ def _setup_section(results: Mapping) -> Section:
             f"GRPO runs. In-domain: {', '.join(design['in_domain'])}; unseen: {', '.join(design['unseen'])}; "
             f"prompts: {', '.join(design['prompts'])}; decoding: {setup.get('decoding', 'greedy')}; judge: "
             f"{setup.get('judge', 'none')}. Bootstrap: {design['n_resamples']} resamples.",
-            f"Wall time of the whole comparison: {results.get('wall_time_s', 0) / 60:.1f} min "
-            f"({setup.get('host', 'this machine')})."]
+            f"Wall time of the whole comparison: {results.get('wall_time_s', 0) / 60:.1f} min, CPU time "
+            f"{results.get('cpu_time_s', 0) / 60:.1f} min ({setup.get('host', 'this machine')})."]
     return Section("Setup", text)
 
 

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it), and put back
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
@@ -60,10 +63,22 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600: give the file the mode open() would have
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def project_path(path: str | Path) -> Path:
+    """A path of params.yaml that outlives one run (the MLflow store, the judge cache), made absolute.
+
+    DVC sets DVC_ROOT for every stage command: the workspace root under `dvc repro`, and the *parent* repository's
+    root when `dvc exp run --temp` (or the queue) runs the stage in a temporary copy. Resolving against it keeps every
+    experiment using the project's one store instead of a throw-away copy; outside DVC it is the working directory.
+    """
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (Path(os.environ.get("DVC_ROOT") or ".") / path).resolve()
 
 
 def write_json(path: str | Path, data: Any) -> None:

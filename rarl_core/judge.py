@@ -56,6 +56,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rarl_core.io import project_path
+
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "rarl-judge-v1"
@@ -780,7 +782,7 @@ def _run_coroutine(make: Any) -> Any:
 
 def _judge_with_llm(rows: list[dict[str, Any]], cfg: JudgeConfig, bar: Any) -> JudgeRun:
     keys = [cache_key(cfg.model, r["question"], r["answer"], r["completion"]) for r in rows]
-    cache = ScoreCache(cfg.cache_path)
+    cache = ScoreCache(project_path(cfg.cache_path))  # one cache for the workspace and every experiment
     try:
         cached = cache.get_many(keys)
         bar.update(sum(k in cached for k in keys))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rarl_core.config import ConfigError, MlflowConfig
+from rarl_core.io import project_path
 
 PARENT_ENV = "RARL_PARENT_RUN_ID"
 
@@ -26,14 +27,9 @@ def _mlflow():
 
 
 def store_root() -> Path:
-    """The folder that relative store paths (the SQLite file, the artifact root) are relative to.
-
-    DVC sets DVC_ROOT for every stage command: the workspace root under `dvc repro`, and the *parent* repository's
-    root when `dvc exp run --temp` (or the queue) runs the stage in a temporary copy. Resolving against it keeps
-    every experiment tracking into the project's one store instead of a throw-away copy; outside DVC it is the
-    working directory.
-    """
-    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    """The folder that relative store paths (the SQLite file, the artifact root) are relative to: DVC_ROOT, so
+    that an experiment run in a temporary copy tracks into the project's one store (rarl_core.io.project_path)."""
+    return project_path(".")
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:

@@ -1,6 +1,5 @@
 """Stage augment: the training questions asked in several prompt styles (diversity prompting)."""
 
-from pathlib import Path
 
 from tasks.common import StageContext, require, stage_main
 

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rarl",
         description="RARL pipeline: prepare -> augment -> tiny_model -> sft -> grpo -> merge -> evaluate -> report. "
-        "Values come from params.yaml; stages run through DVC and are skipped when nothing they depend on changed.",
+        "Values come from params.yaml; stages run through DVC and are skipped when nothing they depend on changed. "
+        "`rarl compare` runs the seeded comparison of RARL, RL and SFT (compare/dvc.yaml).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the whole pipeline (dvc repro) and print the comparison report")
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a params.yaml value for this run, recorded as a DVC experiment (dvc exp run -S)")
     run.add_argument("--profile", metavar="YAML",
                      help="apply every value of a profile file (e.g. profiles/qwen2vl-2b-a100-40gb.yaml) as -S overrides")
+    compare = sub.add_parser("compare", help="does RARL beat RL and SFT? every GRPO variant and an equal-compute SFT "
+                             "control per seed, with intervals and verdicts (dvc repro compare/dvc.yaml)")
+    compare.add_argument("--force", action="store_true", help="re-run the comparison even if up to date")
+    compare.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a params.yaml value (e.g. compare.seeds=[0,1,2,3,4]), as a DVC experiment")
     for stage in (s for s in STAGES if s != "judge"):  # `rarl judge` scores files; the stage is `rarl judge --stage`
         p = sub.add_parser(stage, help=STAGE_HELP[stage])
         p.add_argument("--force", action="store_true", help="re-run even if up to date")
@@ -124,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.params}: ok")
         return 0
     force = ["--force"] if args.force else []
-    if args.command == "run":
-        overrides = [*profile_overrides(args.profile), *args.set] if args.profile else args.set
+    if args.command in ("run", "compare"):
+        overrides = [*profile_overrides(args.profile), *args.set] if getattr(args, "profile", None) else args.set
+        # the comparison is a pipeline file of its own; its --force re-runs it, not the stages it needs
+        target = ["compare/dvc.yaml"] if args.command == "compare" else []
+        if args.command == "compare" and force:
+            force = ["--force", "--single-item"]
         if overrides:  # recorded as a DVC experiment, so the run is reproducible without this command
             from rarl_core.config import ConfigError
 
@@ -134,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
-            code = dvc("exp", "run", *force, *(arg for o in overrides for arg in ("-S", o)))
+            code = dvc("exp", "run", *force, *(arg for o in overrides for arg in ("-S", o)), *target)
         else:
-            code = dvc("repro", *force)
+            code = dvc("repro", *force, *target)
         from rarl_core.config import load_config
 
-        report = Path(load_config().paths.report)
+        paths = load_config().paths
+        report = Path(paths.compare) / "compare.md" if args.command == "compare" else Path(paths.report)
         if code == 0 and report.is_file():
             print(f"\nReport: {report} (MLflow UI: see README, 'Compare runs')")
         return code

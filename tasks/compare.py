@@ -77,7 +77,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.tracking import child_run
     from tasks.evaluate import decoding
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     check_variants(cfg)
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))
     sft_model = require(cfg.paths.sft_model, "sft")
@@ -120,6 +120,7 @@ def run(cfg, ctx: StageContext) -> dict:
                         "decoding": json.dumps(decoding(cfg)), "judge": cfg.judge.label if cfg.compare.judge else "off",
                         "host": f"{platform.node()}, {platform.processor() or platform.machine()}"}
     results["wall_time_s"] = time.perf_counter() - started
+    results["cpu_time_s"] = time.process_time() - cpu_started  # all threads: on a shared machine, the work done
     results["units"] = units
     out = Path(cfg.paths.compare)
     summary = compare.summary_metrics(results)

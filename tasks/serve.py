@@ -3,7 +3,7 @@
 1. the Prefect server and UI (`prefect server start`), health-checked on /api/health;
 2. the MLflow server and UI on the project's tracking store (mlflow.* of params.yaml), health-checked on /health,
    started beside the Prefect server (skipped when mlflow.tracking_uri already names a remote server);
-3. the `local` process work pool and prefect.yaml's `train` and `evaluate` deployments, created when missing;
+3. the `local` process work pool and prefect.yaml's `train`, `evaluate` and `compare` deployments, created when missing;
 4. a worker for that pool, ready once the server has its heartbeat.
 
 It prints the URLs once everything answers, and the start-up time. Ctrl-C (SIGINT) or SIGTERM stops every child:
@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEPLOYMENTS = ("train", "evaluate")
+DEPLOYMENTS = ("train", "evaluate", "compare")
 FLOW_NAME = "rarl"
 
 

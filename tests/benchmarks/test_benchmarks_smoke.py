@@ -22,6 +22,8 @@ BENCH = REPO / "benchmarks"
 
 def load(name: str):
     """benchmarks/<name>.py as a module (benchmarks/ is a folder of scripts, not a package)."""
+    if str(BENCH) not in sys.path:  # as when run as a script: its folder first, for `from _common import ...`
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

@@ -95,7 +95,7 @@ def session_harness() -> str:
 def launch_flow(kind: str, params: dict, root: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
     """A flow run in its own process, as a worker starts one, reporting to the session harness's server."""
     repo = Path(__file__).resolve().parents[2]
-    module = "pipeline" if kind == "train" else "evaluate"
+    module = {"train": "pipeline"}.get(kind, kind)  # flows/evaluate.py:evaluate, flows/compare.py:compare
     code = (f"from flows.{module} import {kind}; import json, sys; "
             f"s = {kind}(params=json.loads(sys.argv[1]), project_dir=sys.argv[2], return_state=True); "
             f"print('STATE', s.type.value, s.message); sys.exit(0 if s.is_completed() else 1)")

@@ -63,3 +63,15 @@ def test_failure_message_names_the_stage_and_the_cause():
     assert failure_message("sft", run).startswith("stage sft failed (exit 255): ValueError: every training row")
     run.tail.append("ERROR: failed to reproduce 'sft': failed to run: python -m tasks.sft, exited with -9")
     assert "killed by signal 9 (SIGKILL" in failure_message("sft", run)
+
+
+def test_compare_parameters_name_the_comparison_stage():
+    from pydantic import ValidationError
+
+    from flows.params import COMPARE_STAGE, CompareParameters, stage_base
+
+    assert stage_base("grpo@rl") == "grpo" and stage_base(COMPARE_STAGE) == "compare" and stage_base("sft") == "sft"
+    assert CompareParameters(timeouts_s={"compare": 60}).timeout_for(COMPARE_STAGE) == 60
+    assert CompareParameters().timeout_for(COMPARE_STAGE) == 72 * 3600
+    with pytest.raises(ValidationError):
+        CompareParameters(stages=["sft"])  # the comparison decides its stages: compare/dvc.yaml and what it needs

@@ -6,7 +6,8 @@
 * a second run redoes nothing;
 * parameters are validated before any work;
 * two runs with different overrides at the same time (rarl/train and rarl/evaluate) are isolated DVC experiments:
-  each has its own outputs and its own MLflow runs, and the workspace is untouched.
+  each has its own outputs and its own MLflow runs, and the workspace is untouched;
+* rarl/compare runs compare/dvc.yaml after the stages it needs (found up to date), as a DVC experiment.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def test_flow_runs_every_stage_through_dvc(run):
     stages = stage_names(root)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(stages)
-    again = dvc(root, "status")
+    again = dvc(root, "status", "dvc.yaml")  # the root pipeline (compare/dvc.yaml is run apart)
     assert "up to date" in again.stdout, again.stdout
 
     records = prefect_records()
@@ -173,3 +174,41 @@ def test_two_runs_with_different_overrides_at_once_are_isolated(run, tmp_path):
         assert {"evaluate", "report"} <= {r["name"] for r in children}, (name, [r["name"] for r in children])
         models = {r["tags"].get("rarl.model") for r in children if r["tags"].get("rarl.model")}
         assert ("mine" in models) == (name == "candidate"), (name, models)
+
+
+def test_compare_flow_runs_the_comparison_as_an_experiment(run, tmp_path):
+    """rarl/compare with overrides (a RARL variant beside TINY's RL, one seed): the data, augmentation and warm-up
+    come from the workspace's run unchanged, only the comparison runs; its report is the flow's artifact, its files
+    are in the experiment's commit, MLflow holds one comparison run with a nested run per model."""
+    from flows.params import COMPARE_STAGE, CompareParameters, validate_against
+
+    root = run["root"]
+    overrides = {"grpo.variants.rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}, "compare.seeds": [0],
+                 "compare.n_resamples": 100, "compare.judge": False}
+    plan = validate_against(CompareParameters(overrides=overrides), root)
+    assert plan["stages"] == ["prepare", "augment", "tiny_model", "sft", COMPARE_STAGE]
+    assert plan["targets"] == ["compare/dvc.yaml"]
+
+    proc = launch_flow("compare", {"experiment": "seeded", "overrides": overrides, "network_retries": 0}, root,
+                       tmp_path / "c.log", env=SECRETS)
+    log = (tmp_path / "c.log")
+    assert proc.wait(900) == 0, log.read_text()[-4000:]
+    records = prefect_records()
+    (report,) = [a for a in records["artifacts"] if a.key == "rarl-compare"]
+    assert "Does RARL beat RL and SFT?" in report.data
+    outcomes = flow_outcomes(report.flow_run_id)
+    assert outcomes.get(COMPARE_STAGE) == "ran", outcomes
+    assert outcomes.get("sft") != "ran", f"the warm-up was up to date: it must not be trained again ({outcomes})"
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    summary = json.loads(subprocess.run(
+        ["git", "show", f"refs/exps/{head[:2]}/{head[2:]}/seeded:reports/compare/summary.json"], cwd=root,
+        capture_output=True, text=True, check=True).stdout)
+    assert set(summary["claims"]) >= {"rarl_vs_rl_unseen/reasoning", "rarl_vs_sft_in_domain/plain"}
+    assert not (root / "reports" / "compare").exists(), "an isolated run leaves the workspace alone"
+
+    runs = mlflow_runs(root)
+    (comparison,) = [r for r in runs if r["tags"].get("rarl.kind") == "comparison"]
+    nested = {r["tags"].get("rarl.model") for r in runs if r["tags"].get("mlflow.parentRunId") == comparison["id"]}
+    assert nested == {"sft", "rl", "rarl", "sft_control"}
+    assert not [r for r in runs if r["status"] == "RUNNING"]

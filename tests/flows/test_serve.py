@@ -77,7 +77,7 @@ def test_rarl_serve_starts_everything_on_localhost_and_stops_on_ctrl_c(tmp_path)
         # healthy, and the pool, the deployments and the worker are there
         assert get(f"{api}/health") == (200, b"true")
         assert get(f"http://127.0.0.1:{mlflow_port}/health")[0] == 200
-        for name in ("train", "evaluate"):
+        for name in ("train", "evaluate", "compare"):
             status, body = get(f"{api}/deployments/name/rarl/{name}")
             assert status == 200 and json.loads(body)["work_pool_name"] == "local"
         request = urllib.request.Request(f"{api}/work_pools/local/workers/filter", data=b"{}", method="POST",

@@ -4,7 +4,6 @@ output, and a PEFT adapter folder is evaluated on the base it names."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -33,3 +33,20 @@ def test_check_validates_params(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("grpo:\n  batch_size: 7\n")
     assert main(["check", "--params", str(bad)]) == 2
+
+
+def test_compare_runs_its_own_pipeline_file(monkeypatch, capsys):
+    """`rarl compare` is `dvc repro compare/dvc.yaml`; `-S` makes it a DVC experiment, checked before DVC starts;
+    `--force` re-runs the comparison only, not the stages it needs."""
+    from tasks import cli
+
+    calls = []
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(cli, "dvc", lambda *args: calls.append(list(args)) or 1)
+    assert cli.main(["compare"]) == 1
+    assert cli.main(["compare", "--force"]) == 1
+    assert cli.main(["compare", "-S", "compare.seeds=[0,1,2,3]"]) == 1
+    assert calls == [["repro", "compare/dvc.yaml"], ["repro", "--force", "--single-item", "compare/dvc.yaml"],
+                     ["exp", "run", "-S", "compare.seeds=[0,1,2,3]", "compare/dvc.yaml"]]
+    assert cli.main(["compare", "-S", "compare.control=flops"]) == 2
+    assert "compare.control" in capsys.readouterr().err and len(calls) == 3

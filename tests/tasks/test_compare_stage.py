@@ -75,3 +75,24 @@ def test_compare_needs_rl_and_rarl(sft_workspace, tmp_path, capsys):
     params = compare_params(sft_workspace, tmp_path, variants={"rl": {"format": 1.0, "accuracy": 1.0}})
     assert compare.main(["--params", str(params)]) == 1
     assert "grpo.variants lacks ['rarl']" in capsys.readouterr().err
+
+
+def test_compare_is_its_own_dvc_pipeline(project, monkeypatch):
+    """`dvc repro compare/dvc.yaml` plans the data, the warm-up and the comparison, and plain `dvc repro` (the quick
+    start) does not include it; the stage runs from the project root on the root params.yaml."""
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+
+    monkeypatch.chdir(project)  # DVC names stages relative to the working directory
+    with Repo(str(project)) as repo:
+        graph = get_active_graph(repo.index.graph)
+
+        def planned(target: str) -> list[str]:
+            return [s.addressing for s in plan_repro(graph, collect_stages(repo, [target]))]
+
+        assert planned("compare/dvc.yaml") == ["prepare", "augment", "tiny_model", "sft", "compare/dvc.yaml:compare"]
+        assert not any("compare" in s for s in planned("dvc.yaml"))
+        (stage,) = [s for s in repo.index.stages if s.addressing == "compare/dvc.yaml:compare"]
+        assert Path(stage.wdir) == project and stage.cmd == "python -m tasks.compare"
+        assert {str(o) for o in stage.outs} == {f"reports/compare/{n}" for n in
+                                                 ("compare.md", "compare.html", "results.json", "summary.json")}
