@@ -84,34 +84,41 @@ def run(cfg, ctx: StageContext) -> dict:
     sets, templates = eval_sets(cfg), load_templates()
     parent = mlflow.active_run().info.run_id
     mlflow.set_tag("rarl.kind", "comparison")
-    work = Path(cfg.paths.checkpoints) / "compare"
-    shutil.rmtree(work, ignore_errors=True)  # a unit is never resumed: stale weights must not leak into a new run
-
+    work = ctx.work_dir  # checkpoints/compare, kept only for these params and inputs (see `checkpointing`)
     units = []
 
-    def evaluated(model: str, seed: int | None, path, train: dict | None = None, logs: list[dict] = ()) -> dict:
-        """Evaluate a model in its own nested run; log its training (if any), metrics and predictions there."""
-        name = model if seed is None else f"{model} seed {seed}"
-        tags = {"rarl.stage": "compare", "rarl.model": model, "rarl.seed": str(seed)}
-        with child_run(cfg.mlflow, parent, name, tags):
-            mlflow.log_params({"model": model, "seed": seed, **(train or {}).get("budget", {})})
-            unit, predictions = compare.evaluate_unit(cfg, model, seed, path, sets, templates, train)
-            log_unit(unit, logs, predictions)
+    def unit_of(model: str, seed: int | None, train_unit) -> dict:
+        """Train (train_unit() -> folder, summary, logs) and evaluate one model in its own nested run, or reuse its
+        result from an earlier attempt of this comparison that was killed later on."""
+        done = work / f"unit-{model}-{seed}.json"
+        if done.is_file():
+            unit = json.loads(done.read_text())
+            print(f"{model} seed {seed}: finished in an earlier attempt, reused ({done})", flush=True)
+        else:
+            path, train, logs = train_unit()
+            name = model if seed is None else f"{model} seed {seed}"
+            tags = {"rarl.stage": "compare", "rarl.model": model, "rarl.seed": str(seed)}
+            with child_run(cfg.mlflow, parent, name, tags):
+                mlflow.log_params({"model": model, "seed": seed, **(train or {}).get("budget", {})})
+                unit, predictions = compare.evaluate_unit(cfg, model, seed, path, sets, templates, train)
+                log_unit(unit, logs, predictions)
+            unit = json.loads(json.dumps(unit))  # as it is saved: a reused unit and a fresh one are the same data
+            write_json(done, unit)
+            if path != sft_model:
+                shutil.rmtree(Path(path).parent, ignore_errors=True)  # its weights: evaluated, no longer needed
         units.append(unit)
         return unit
 
-    evaluated(compare.SFT, None, sft_model)
+    unit_of(compare.SFT, None, lambda: (sft_model, None, ()))
     for seed in cfg.compare.seeds:
         grpo_runs = []
         for variant in cfg.grpo.variants:
             folder = work / f"{variant}-{seed}"
-            path, train, logs = compare.train_grpo_unit(cfg, variant, seed, augmented, sft_model, folder)
-            grpo_runs.append(evaluated(variant, seed, path, train, logs)["train"])
+            grpo_runs.append(unit_of(variant, seed, lambda: compare.train_grpo_unit(
+                cfg, variant, seed, augmented, sft_model, folder))["train"])
         budget = compare.control_budget(cfg.compare.control, grpo_runs)
-        folder = work / f"control-{seed}"
-        path, train, logs = compare.train_control_unit(cfg, seed, budget, augmented, sft_model, folder)
-        evaluated(compare.CONTROL, seed, path, train, logs)
-    shutil.rmtree(work, ignore_errors=True)
+        unit_of(compare.CONTROL, seed, lambda: compare.train_control_unit(
+            cfg, seed, budget, augmented, sft_model, work / f"control-{seed}"))
 
     design = compare.Design(list(cfg.grpo.variants), list(cfg.data.in_domain), list(cfg.data.unseen),
                             list(cfg.evaluate.prompts), cfg.compare.n_resamples)
@@ -137,8 +144,18 @@ def run(cfg, ctx: StageContext) -> dict:
     return summary
 
 
+def checkpointing(cfg, variant=None):
+    """A comparison killed part-way keeps every model it finished: each unit's result is saved in the work folder
+    and reused, in the same MLflow run, when the comparison runs again with the same params and inputs."""
+    inputs = [require(cfg.paths.prepared, "prepare"), require(Path(cfg.paths.augmented) / "train.parquet", "augment"),
+              require(cfg.paths.sft_model, "sft")]
+    depends_on = {s: getattr(cfg, s) for s in ("model", "sft", "grpo", "evaluate", "judge", "compare")}
+    return Path(cfg.paths.checkpoints) / "compare", depends_on | {"sets": [cfg.data.in_domain, cfg.data.unseen]}, inputs
+
+
 def main(argv=None) -> int:
-    return stage_main("compare", run, ("compare", "model", "sft", "grpo", "evaluate"), argv)
+    return stage_main("compare", run, ("compare", "model", "sft", "grpo", "evaluate"), argv,
+                      checkpointing=checkpointing)
 
 
 if __name__ == "__main__":

@@ -96,3 +96,39 @@ def test_compare_is_its_own_dvc_pipeline(project, monkeypatch):
         assert Path(stage.wdir) == project and stage.cmd == "python -m tasks.compare"
         assert {str(o) for o in stage.outs} == {f"reports/compare/{n}" for n in
                                                  ("compare.md", "compare.html", "results.json", "summary.json")}
+
+
+def test_a_comparison_stopped_part_way_keeps_its_finished_models(sft_workspace, tmp_path, monkeypatch):
+    """The control of seed 0 crashes after SFT, RL and RARL were trained and evaluated; the next run reuses those
+    three (GRPO is not trained again), finishes the control, and everything is in the one comparison run."""
+    import pytest
+
+    from rarl_core import compare as library
+
+    params = compare_params(sft_workspace, tmp_path)
+    cfg = load_config(params)
+    real_control = library.train_control_unit
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(library, "train_control_unit", crash)
+    with pytest.raises(RuntimeError, match="went away"):
+        compare.main(["--params", str(params)])
+    saved = sorted(p.name for p in (Path(cfg.paths.checkpoints) / "compare").glob("unit-*.json"))
+    assert saved == ["unit-rarl-0.json", "unit-rl-0.json", "unit-sft-None.json"]
+
+    monkeypatch.setattr(library, "train_control_unit", real_control)
+    monkeypatch.setattr(library, "train_grpo_unit", lambda *a, **k: pytest.fail("a finished GRPO unit was retrained"))
+    assert compare.main(["--params", str(params)]) == 0
+    results = json.loads((Path(cfg.paths.compare) / "results.json").read_text())
+    assert [(u["model"], u["seed"]) for u in results["units"]] == [(SFT, None), ("rl", 0), ("rarl", 0), (CONTROL, 0)]
+    assert not (Path(cfg.paths.checkpoints) / "compare").exists()
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    (parent,) = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment], output_format="list",
+                                   filter_string="tags.`rarl.kind` = 'comparison'")
+    assert parent.info.status == "FINISHED"
+    children = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment], output_format="list",
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["rarl seed 0", "rl seed 0", "sft", "sft_control seed 0"]
