@@ -2,17 +2,18 @@
 OpenAI-compatible fake server (tests/fake_openai.py) adding 100 ms of latency per call; then a cached re-run.
 
 Each timed run uses a fresh cache file, so every row is a call; the re-run reuses the last cache and must make zero
-calls. The fake server answers instantly apart from the added latency, so the numbers measure the client side:
-how well concurrency hides a judge's latency.
+calls. The fake server answers instantly apart from the added latency and runs in a process of its own (as a real
+judge server does), so the numbers measure the client side: how well concurrency hides a judge's latency.
 
-Usage: python benchmarks/judge_throughput.py [--repeats 3] [--rows 64]
-Writes benchmarks/results/judge_throughput-<date>.json and prints it.
+Usage: python benchmarks/judge_throughput.py [--repeats 3] [--rows 64] [--out benchmarks/results]
+Writes <out>/judge_throughput-<date>-<host>.json and prints it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import platform
 import statistics
@@ -38,7 +39,35 @@ def rows(n: int) -> list[dict]:
              "completion": f"<think>No lesion is visible.</think><answer>no</answer> #{i}"} for i in range(n)]
 
 
-def judge(server: FakeOpenAI, data: list[dict], concurrency: int, cache: Path):
+class ServerProcess:
+    """The local OpenAI-compatible server in a process of its own, as a real judge server is: its request handling
+    does not share the client's interpreter (GIL) and so does not count as the judge client's cost."""
+
+    def __enter__(self) -> ServerProcess:
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._proc = context.Process(target=_serve, args=(child,), daemon=True)
+        self._proc.start()
+        self.base_url = self._conn.recv()
+        return self
+
+    def stats(self) -> dict:
+        self._conn.send("stats")
+        return self._conn.recv()
+
+    def __exit__(self, *exc) -> None:
+        self._conn.send("stop")
+        self._proc.join(10)
+
+
+def _serve(conn) -> None:
+    with FakeOpenAI(default=good(3, 2), delay_s=LATENCY_S) as server:
+        conn.send(server.base_url)
+        while conn.recv() != "stop":
+            conn.send({"count": server.count, "max_in_flight": server.max_in_flight})
+
+
+def judge(server: ServerProcess, data: list[dict], concurrency: int, cache: Path):
     cfg = JudgeConfig(model="openai/fake", api_base=server.base_url, concurrency=concurrency, max_retries=0,
                       timeout_s=30, cache_path=str(cache))
     run = judge_rows(data, cfg, progress=False)
@@ -61,24 +90,24 @@ def main() -> None:
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
     data = rows(args.rows)
     seconds: dict[int, list[float]] = {1: [], CONCURRENT: []}
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(default=good(3, 2), delay_s=LATENCY_S) as server:
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess() as server:
         judge(server, data[:4], CONCURRENT, Path(tmp) / "warmup.sqlite")  # LiteLLM import and first connection
         for repeat in range(args.repeats):
             for concurrency in (1, CONCURRENT):
                 run = judge(server, data, concurrency, Path(tmp) / f"{repeat}-{concurrency}.sqlite")
                 assert run.calls == args.rows and run.cache_hits == 0
                 seconds[concurrency].append(run.elapsed_s)
-        max_in_flight = server.max_in_flight
-        before = server.count
+        served = server.stats()
         rerun = judge(server, data, CONCURRENT, Path(tmp) / f"{args.repeats - 1}-{CONCURRENT}.sqlite")
-        rerun_requests = server.count - before
+        rerun_requests = server.stats()["count"] - served["count"]
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version(), "platform": platform.platform()},
         "rows": args.rows, "latency_per_call_s": LATENCY_S, "repeats": args.repeats,
+        "server": "tests/fake_openai.py on 127.0.0.1, in its own process",
         "sequential": stats(seconds[1], args.rows),
-        f"concurrent_{CONCURRENT}": stats(seconds[CONCURRENT], args.rows) | {"max_in_flight_seen": max_in_flight},
+        f"concurrent_{CONCURRENT}": stats(seconds[CONCURRENT], args.rows) | {"max_in_flight_seen": served["max_in_flight"]},
         "speedup_median": round(statistics.median(seconds[1]) / statistics.median(seconds[CONCURRENT]), 2),
         "cached_rerun": {"calls": rerun.calls, "server_requests": rerun_requests, "cache_hits": rerun.cache_hits,
                          "seconds": round(rerun.elapsed_s, 3)},

@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.results.mkdir(parents=True, exist_ok=True)
     stem = f"{suite['date']}-{re.sub(r'[^A-Za-z0-9_.-]', '_', suite['machine'])}" + ("-quick" if args.quick else "")
+    if args.only:  # a partial run never overwrites the whole suite's files
+        stem += "-only-" + "-".join(sorted(wanted))
     (args.results / f"{stem}.json").write_text(json.dumps(suite, indent=2) + "\n")
     summary = markdown(suite)
     (args.results / f"{stem}.md").write_text(summary)

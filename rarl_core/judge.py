@@ -490,6 +490,9 @@ class ScoreCache:
         # the connection is still used by one thread at a time.
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # a commit per scored row (an interrupted run loses nothing), without an fsync each: in WAL mode a crash of
+        # the process loses nothing either; only a power cut may drop the last rows, which are then scored again
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS judge_scores (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
             "prompt_version TEXT NOT NULL, correctness REAL NOT NULL, reasoning REAL NOT NULL, "
@@ -536,6 +539,7 @@ def _import_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.set_verbose = False
+    litellm.turn_off_message_logging = True  # no question or completion text (data, maybe PHI) in any callback's log
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("openai", "httpx", "httpcore"):

@@ -44,7 +44,7 @@ def test_suite_runs_my_benchmarks_and_writes_the_summary(tmp_path):
         cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    [summary] = tmp_path.glob("*-quick.json")
+    [summary] = tmp_path.glob("*-quick-only-cold_start-gpu_profile-memory.json")
     suite = json.loads(summary.read_text())
     assert summary.with_suffix(".md").is_file()
     records = suite["benchmarks"]
