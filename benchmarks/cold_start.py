@@ -22,10 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-from _common import spread, write_result  # benchmarks/_common.py
+from _common import header, spread, write_result  # benchmarks/_common.py
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,12 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, cmd in COMMANDS.items():
             seconds[name].append(timed(cmd))
     floor = statistics.median(seconds["python -c pass"])
-    result = {
-        "benchmark": "cold_start",
-        "date": date.today().isoformat(),
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+    result = header("cold_start", load_before) | {
         "python": platform.python_version(),
         "repeats": args.repeats,
         "seconds": {name: spread(values) for name, values in seconds.items()},

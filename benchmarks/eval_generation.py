@@ -33,7 +33,7 @@ from rarl_core.config import load_config
 from rarl_core.evaluate import generate, load_for_eval
 from rarl_core.prompts import inference_prompt, load_templates
 
-from _common import RESULTS, write_result  # benchmarks/_common.py
+from _common import RESULTS, rates, write_result  # benchmarks/_common.py
 
 BATCHED = 8
 
@@ -72,12 +72,6 @@ def timed(model, processor, prompts, images, max_new_tokens: int, batch_size: in
     return time.perf_counter() - start, [g["completion"] for g in out]
 
 
-def stats(seconds: list[float], n: int) -> dict:
-    return {"seconds": [round(s, 3) for s in seconds],
-            "questions_per_s": {"min": round(n / max(seconds), 2), "median": round(n / statistics.median(seconds), 2),
-                                "max": round(n / min(seconds), 2)}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -110,8 +104,8 @@ def main() -> None:
                     "python": platform.python_version(), "torch": torch.__version__},
         "model": model_path if args.model or model_path == cfg.paths.sft_model else "tiny (built, random weights)",
         "questions": n, "max_new_tokens": cfg.evaluate.max_new_tokens, "repeats": args.repeats,
-        "one_at_a_time": stats(seconds[1], n),
-        f"batch_{BATCHED}": stats(seconds[BATCHED], n),
+        "one_at_a_time": rates(seconds[1], n, "questions", 2),
+        f"batch_{BATCHED}": rates(seconds[BATCHED], n, "questions", 2),
         "speedup_median": round(statistics.median(seconds[1]) / statistics.median(seconds[BATCHED]), 2),
         "identical_greedy_outputs": outputs[1] == outputs[BATCHED],
     }

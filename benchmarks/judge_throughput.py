@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from rarl_core.judge import JudgeConfig, judge_rows  # noqa: E402
 from tests.fake_openai import FakeOpenAI, good  # noqa: E402
 
-from _common import RESULTS, write_result  # noqa: E402  # benchmarks/_common.py
+from _common import RESULTS, rates, write_result  # noqa: E402  # benchmarks/_common.py
 
 LATENCY_S = 0.1
 CONCURRENT = 16
@@ -75,12 +75,6 @@ def judge(server: ServerProcess, data: list[dict], concurrency: int, cache: Path
     return run
 
 
-def stats(seconds: list[float], n: int) -> dict:
-    return {"seconds": [round(s, 3) for s in seconds],
-            "rows_per_s": {"min": round(n / max(seconds), 1), "median": round(n / statistics.median(seconds), 1),
-                           "max": round(n / min(seconds), 1)}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -106,8 +100,9 @@ def main() -> None:
                     "python": platform.python_version(), "platform": platform.platform()},
         "rows": args.rows, "latency_per_call_s": LATENCY_S, "repeats": args.repeats,
         "server": "tests/fake_openai.py on 127.0.0.1, in its own process",
-        "sequential": stats(seconds[1], args.rows),
-        f"concurrent_{CONCURRENT}": stats(seconds[CONCURRENT], args.rows) | {"max_in_flight_seen": served["max_in_flight"]},
+        "sequential": rates(seconds[1], args.rows, "rows"),
+        f"concurrent_{CONCURRENT}": rates(seconds[CONCURRENT], args.rows, "rows")
+        | {"max_in_flight_seen": served["max_in_flight"]},
         "speedup_median": round(statistics.median(seconds[1]) / statistics.median(seconds[CONCURRENT]), 2),
         "cached_rerun": {"calls": rerun.calls, "server_requests": rerun_requests, "cache_hits": rerun.cache_hits,
                          "seconds": round(rerun.elapsed_s, 3)},

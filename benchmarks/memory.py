@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -27,12 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import yaml
 
-from _common import spread, write_result  # benchmarks/_common.py
+from _common import header, spread, write_result  # benchmarks/_common.py
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -114,12 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
                 mb, s = run_measured(cmd, root / f"{name}-{repeat}.log")
                 peak[name].append(mb)
                 seconds[name].append(s)
-    result = {
-        "benchmark": "memory",
-        "date": date.today().isoformat(),
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+    result = header("memory", load_before) | {
         "size": args.size,
         "params": {"sft": {k: cfg["sft"][k] for k in ("mode", "batch_size", "max_steps", "max_length")},
                    "grpo": {k: cfg["grpo"][k] for k in ("batch_size", "num_generations", "max_completion_length",

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -40,10 +39,9 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import date
 from pathlib import Path
 
-from _common import spread, write_result  # benchmarks/_common.py
+from _common import header, spread, write_result  # benchmarks/_common.py
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,12 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
             if server is not None:
                 stop_prefect(server)
 
-    result = {
-        "benchmark": "orchestration",
-        "date": date.today().isoformat(),
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+    result = header("orchestration", load_before) | {
         "size": args.size,
         "note": SIZE_NOTE[args.size],
         "stages": [name for name, _, _ in plan],

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,7 +34,7 @@ from rarl_core import adapters
 from rarl_core.config import config_from_dict
 from rarl_core.data import prepare
 
-from _common import RESULTS, write_result  # benchmarks/_common.py
+from _common import RESULTS, rates, write_result  # benchmarks/_common.py
 
 
 def starter_data(workers: int):
@@ -97,13 +96,6 @@ def control(workers: int, n: int = 3_000_000) -> tuple[float, int]:
     return time.perf_counter() - start, CONTROL_LOOPS
 
 
-def summary(seconds: list[float], count: int, unit: str) -> dict:
-    rates = sorted(count / s for s in seconds)
-    return {"seconds": [round(s, 3) for s in seconds], unit: count,
-            f"{unit}_per_s": {"min": round(rates[0], 1), "median": round(statistics.median(rates), 1),
-                              "max": round(rates[-1], 1)}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -131,7 +123,7 @@ def main() -> None:
         "scenarios": {},
     }
     for name, (unit, _) in runs.items():
-        one, two = (summary(measured[name][w], counts[name], unit) for w in (1, 2))
+        one, two = ({unit: counts[name]} | rates(measured[name][w], counts[name], unit) for w in (1, 2))
         ratio = two[f"{unit}_per_s"]["median"] / one[f"{unit}_per_s"]["median"]
         result["scenarios"][name] = {"workers_1": one, "workers_2": two, "speedup_2_vs_1_median": round(ratio, 2)}
     path = write_result("prepare", result, args.out)
