@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from rarl_core.config import ConfigError, MlflowConfig
 from rarl_core.io import project_path
@@ -26,17 +25,12 @@ def _mlflow():
     return mlflow
 
 
-def store_root() -> Path:
-    """The folder that relative store paths (the SQLite file, the artifact root) are relative to: DVC_ROOT, so
-    that an experiment run in a temporary copy tracks into the project's one store (rarl_core.io.project_path)."""
-    return project_path(".")
-
-
 def tracking_uri(cfg: MlflowConfig) -> str:
-    """The tracking URI, with a relative SQLite path made absolute (stages may run from another directory)."""
+    """The tracking URI, with a relative SQLite path made absolute against the project root (rarl_core.io.project_path:
+    an experiment run in a temporary copy tracks into the project's one store)."""
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = (store_root() / uri.removeprefix("sqlite:///")).resolve()
+        path = project_path(uri.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{path}"
     return uri
@@ -51,7 +45,7 @@ def experiment_id(cfg: MlflowConfig) -> str:
         return experiment.experiment_id
     root = cfg.artifact_root
     if "://" not in root:
-        path = (store_root() / root).resolve()
+        path = project_path(root)
         path.mkdir(parents=True, exist_ok=True)
         root = path.as_uri()
     return mlflow.create_experiment(cfg.experiment, artifact_location=root)
