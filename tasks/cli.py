@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="does RARL beat RL and SFT? every GRPO variant and an equal-compute SFT "
                              "control per seed, with intervals and verdicts (dvc repro compare/dvc.yaml)")
     compare.add_argument("--force", action="store_true", help="re-run the comparison even if up to date")
+    compare.set_defaults(profile=None)
     compare.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a params.yaml value (e.g. compare.seeds=[0,1,2,3,4]), as a DVC experiment")
     for stage in (s for s in STAGES if s != "judge"):  # `rarl judge` scores files; the stage is `rarl judge --stage`
@@ -131,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     force = ["--force"] if args.force else []
     if args.command in ("run", "compare"):
-        overrides = [*profile_overrides(args.profile), *args.set] if getattr(args, "profile", None) else args.set
+        comparing = args.command == "compare"
+        overrides = [*profile_overrides(args.profile), *args.set] if args.profile else args.set
         # the comparison is a pipeline file of its own; its --force re-runs it, not the stages it needs
-        target = ["compare/dvc.yaml"] if args.command == "compare" else []
-        if args.command == "compare" and force:
+        target = ["compare/dvc.yaml"] if comparing else []
+        if comparing and force:
             force = ["--force", "--single-item"]
         if overrides:  # recorded as a DVC experiment, so the run is reproducible without this command
             from rarl_core.config import ConfigError
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         from rarl_core.config import load_config
 
         paths = load_config().paths
-        report = Path(paths.compare) / "compare.md" if args.command == "compare" else Path(paths.report)
+        report = Path(paths.compare) / "compare.md" if comparing else Path(paths.report)
         if code == 0 and report.is_file():
             print(f"\nReport: {report} (MLflow UI: see README, 'Compare runs')")
         return code
