@@ -102,8 +102,8 @@ def run(cfg, ctx: StageContext) -> dict:
                 mlflow.log_params({"model": model, "seed": seed, **(train or {}).get("budget", {})})
                 unit, predictions = compare.evaluate_unit(cfg, model, seed, path, sets, templates, train)
                 log_unit(unit, logs, predictions)
-            unit = json.loads(json.dumps(unit))  # as it is saved: a reused unit and a fresh one are the same data
             write_json(done, unit)
+            unit = json.loads(done.read_text())  # as saved: a reused unit and a fresh one are the same data
             if path != sft_model:
                 shutil.rmtree(Path(path).parent, ignore_errors=True)  # its weights: evaluated, no longer needed
         units.append(unit)
