@@ -20,11 +20,8 @@ stage adapter tasks/compare.py runs the units in order and tracks them in MLflow
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import io
-import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -37,6 +34,7 @@ from transformers import TrainerCallback
 from rarl_core.answers import choice_index, closed_label, normalize, parse_completion
 from rarl_core.config import Config
 from rarl_core.metrics import question_means, summarize
+from rarl_core.report import Section, Table, page_html, page_markdown
 from rarl_core.rewards import think_conclusion
 
 SFT = "sft"  # the warm-up model as it is
@@ -496,14 +494,6 @@ def summary_metrics(results: Mapping) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Section:
-    title: str
-    text: list[str] = field(default_factory=list)
-    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)  # (header, rows)
-    figure: bytes | None = None
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}"
 
@@ -544,7 +534,7 @@ def _verdict_section(results: Mapping) -> Section:
             for c in results["claims"]]
     header = ["claim", "paper", "prompt", "accuracy (%)", "difference (points) [95% CI]", "relative (%) [95% CI]",
               "verdict"]
-    return Section("Verdicts", text, [(header, rows)])
+    return Section("verdicts", "Verdicts", text, [Table(header, rows)])
 
 
 def _setup_section(results: Mapping) -> Section:
@@ -557,7 +547,7 @@ def _setup_section(results: Mapping) -> Section:
             f"{setup.get('judge', 'none')}. Bootstrap: {design['n_resamples']} resamples.",
             f"Wall time of the whole comparison: {results.get('wall_time_s', 0) / 60:.1f} min, CPU time "
             f"{results.get('cpu_time_s', 0) / 60:.1f} min ({setup.get('host', 'this machine')})."]
-    return Section("Setup", text)
+    return Section("setup", "Setup", text)
 
 
 def _accuracy_section(results: Mapping, design: Mapping, figures: bool) -> Section:
@@ -575,7 +565,7 @@ def _accuracy_section(results: Mapping, design: Mapping, figures: bool) -> Secti
     header = ["dataset", "prompt", "model", "seeds", "questions", "accuracy", "sd (seeds)", "95% CI", "per seed",
               "baseline"]
     figure = accuracy_figure(results) if figures else None
-    return Section("Accuracy", text, [(header, rows)], figure)
+    return Section("accuracy", "Accuracy", text, [Table(header, rows)], figure)
 
 
 def _paired_section(results: Mapping, figures: bool) -> Section:
@@ -591,7 +581,8 @@ def _paired_section(results: Mapping, figures: bool) -> Section:
                              f"{_pts(d['relative'])} {_ci(d['rel_low'], d['rel_high'], _pts)}",
                              _reading(a, b, d)])
     header = ["difference", "dataset", "prompt", "points [95% CI]", "relative % [95% CI]", "reading"]
-    return Section("Paired differences", text, [(header, rows)], differences_figure(results) if figures else None)
+    return Section("paired", "Paired differences", text, [Table(header, rows)],
+                   differences_figure(results) if figures else None)
 
 
 def _reading(a: str, b: str, d: Mapping) -> str:
@@ -617,7 +608,7 @@ def _diagnostics_section(results: Mapping, design: Mapping) -> Section:
                              _pct(m.get("judge_correctness"))])
     header = ["model", "dataset", "prompt", "accuracy", "format", "consistent", "yes", "majority", "majority (truth)",
               "judge reasoning", "judge correctness"]
-    return Section("Diagnostics", text, [(header, rows)])
+    return Section("diagnostics", "Diagnostics", text, [Table(header, rows)])
 
 
 def _training_section(results: Mapping, figures: bool) -> Section:
@@ -631,7 +622,7 @@ def _training_section(results: Mapping, figures: bool) -> Section:
         from rarl_core.plots import reward_figure
 
         figure = reward_figure(results["curves"])
-    return Section("Training", text, [(["model", "measure", "value"], rows)], figure)
+    return Section("training", "Training", text, [Table(["model", "measure", "value"], rows)], figure)
 
 
 # -- figures -------------------------------------------------------------------------------------------------------
@@ -703,50 +694,9 @@ TITLE = "Does RARL beat RL and SFT?"
 
 
 def render_markdown(results: Mapping) -> str:
-    return f"# {TITLE}\n\n" + sections_markdown(build_sections(results, figures=False))
-
-
-def sections_markdown(sections: Sequence[Section]) -> str:
-    lines = []
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for paragraph in section.text:
-            lines += [paragraph, ""]
-        for header, rows in section.tables:
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(row) + " |" for row in rows]
-            lines.append("")
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px}"
-        "th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}")
-
-
-def _inline(text: str) -> str:
-    """HTML-escaped text with Markdown `code` and **bold** spans."""
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-    text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"\*([^*]+)\*", r"<i>\1</i>", text)
+    return page_markdown(TITLE, build_sections(results, figures=False))
 
 
 def render_html(results: Mapping) -> str:
     """One self-contained page: inline CSS, figures as base64 PNG data URIs, nothing fetched."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{TITLE}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(TITLE)}</h1>"]
-    for section in build_sections(results):
-        parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
-        parts += [f"<p>{_inline(p)}</p>" for p in section.text]
-        if section.figure is not None:
-            data = base64.b64encode(section.figure).decode("ascii")
-            alt = html.escape(section.title)
-            parts.append(f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"></figure>')
-        for header, rows in section.tables:
-            head = "".join(f"<th>{_inline(h)}</th>" for h in header)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
-            parts += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows]
-            parts.append("</tbody></table>")
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return page_html(TITLE, build_sections(results))

@@ -344,8 +344,18 @@ TITLE = "RARL comparison"
 
 def render_markdown(inputs: ReportInputs) -> str:
     """The report as Markdown (no figures: they are in the HTML page)."""
-    lines = [f"# {TITLE}", ""]
-    for section in build_sections(inputs, figures=False):
+    return page_markdown(TITLE, build_sections(inputs, figures=False))
+
+
+def render_html(inputs: ReportInputs) -> str:
+    """The report as one self-contained HTML page."""
+    return page_html(TITLE, build_sections(inputs))
+
+
+def sections_markdown(sections: list[Section]) -> str:
+    """Sections as Markdown: heading, paragraphs, tables (figures live in the HTML page only)."""
+    lines = []
+    for section in sections:
         lines += [f"## {section.title}", ""]
         for paragraph in section.text:
             lines += [paragraph, ""]
@@ -357,6 +367,10 @@ def render_markdown(inputs: ReportInputs) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def page_markdown(title: str, sections: list[Section]) -> str:
+    return f"# {title}\n\n" + sections_markdown(sections)
+
+
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}nav a{margin-right:1em}
@@ -364,23 +378,25 @@ figcaption{font-size:0.9em;color:#555}"""
 
 
 def _inline(text: str) -> str:
-    """Escape text for HTML, then turn Markdown `code` spans into <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    """Escape text for HTML, then turn Markdown `code`, **bold** and *italic* spans into HTML."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"\*([^*]+)\*", r"<i>\1</i>", text)
 
 
-def render_html(inputs: ReportInputs) -> str:
-    """The report as one self-contained HTML page: inline CSS, figures as base64 PNG data URIs, no external asset."""
-    sections = build_sections(inputs)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{TITLE}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{TITLE}</h1>",
+def page_html(title: str, sections: list[Section]) -> str:
+    """Sections as one self-contained HTML page: inline CSS, figures as base64 PNG data URIs, no external asset."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              "<nav>" + "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections) + "</nav>"]
     for section in sections:
         parts.append(f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>')
         parts += [f"<p>{_inline(p)}</p>" for p in section.text]
         if section.figure is not None:
             data = base64.b64encode(section.figure).decode("ascii")
+            caption = f"<figcaption>{_inline(section.caption)}</figcaption>" if section.caption else ""
             parts.append(f'<figure><img alt="{html.escape(section.title)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{_inline(section.caption)}</figcaption></figure>")
+                         f"{caption}</figure>")
         for table in section.tables:
             parts.append("<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in table.header)
                          + "</tr></thead><tbody>")

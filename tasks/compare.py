@@ -74,6 +74,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.evaluate import baselines
     from rarl_core.io import atomic_file, write_json
     from rarl_core.prompts import load_templates
+    from rarl_core.report import sections_markdown
     from rarl_core.tracking import child_run
     from tasks.evaluate import decoding
 
@@ -139,7 +140,7 @@ def run(cfg, ctx: StageContext) -> dict:
     for name in ("compare.md", "compare.html", "results.json", "summary.json"):
         mlflow.log_artifact(str(out / name), "compare")
     mlflow.set_tags({f"verdict/{k}": v["verdict"] for k, v in summary["claims"].items()})
-    print(compare.sections_markdown(compare.build_sections(results, figures=False)[:2]))
+    print(sections_markdown(compare.build_sections(results, figures=False)[:2]))
     print(f"Report: {out / 'compare.md'}, {out / 'compare.html'}")
     return summary
 
