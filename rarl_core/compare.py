@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 from rarl_core.answers import choice_index, closed_label, normalize, parse_completion
 from rarl_core.config import Config
 from rarl_core.metrics import question_means, summarize
-from rarl_core.report import Section, Table, page_html, page_markdown
+from rarl_core.report import Section, Table, page_html, page_markdown, pct, pts
 from rarl_core.rewards import think_conclusion
 
 SFT = "sft"  # the warm-up model as it is
@@ -494,15 +494,7 @@ def summary_metrics(results: Mapping) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{100 * x:.1f}"
-
-
-def _pts(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{100 * x:+.1f}"
-
-
-def _ci(low: float | None, high: float | None, fmt=_pct) -> str:
+def _ci(low: float | None, high: float | None, fmt=pct) -> str:
     return f"[{fmt(low)}, {fmt(high)}]"
 
 
@@ -528,9 +520,9 @@ def _verdict_section(results: Mapping) -> Section:
             f"*{SUPPORTED}* when the interval lies above 0, *{REFUTED}* when it lies below 0, and "
             f"*{UNRESOLVED}* otherwise: the data cannot tell the difference from seed and question noise."]
     rows = [[f"{_label(c['better'])} > {_label(c['worse'])}, {c['group'].replace('_', '-')}", c["paper"], c["prompt"],
-             f"{_pct(c['better_mean'])} vs {_pct(c['worse_mean'])}",
-             f"{_pts(c['diff'])} {_ci(c['ci_low'], c['ci_high'], _pts)}",
-             f"{_pts(c['relative'])} {_ci(c['rel_low'], c['rel_high'], _pts)}", f"**{c['verdict']}**"]
+             f"{pct(c['better_mean'])} vs {pct(c['worse_mean'])}",
+             f"{pts(c['diff'])} {_ci(c['ci_low'], c['ci_high'], pts)}",
+             f"{pts(c['relative'])} {_ci(c['rel_low'], c['rel_high'], pts)}", f"**{c['verdict']}**"]
             for c in results["claims"]]
     header = ["claim", "paper", "prompt", "accuracy (%)", "difference (points) [95% CI]", "relative (%) [95% CI]",
               "verdict"]
@@ -560,8 +552,8 @@ def _accuracy_section(results: Mapping, design: Mapping, figures: bool) -> Secti
         for prompt, per_model in per_prompt.items():
             for model, c in per_model.items():
                 rows.append([f"{dataset} ({group})", prompt, _label(model), str(c["n_seeds"]), str(c["n_questions"]),
-                             _pct(c["mean"]), _pct(c["sd"]), _ci(c["ci_low"], c["ci_high"]),
-                             " ".join(_pct(v) for v in c["per_seed"]), _pct(results["baselines"].get(dataset))])
+                             pct(c["mean"]), pct(c["sd"]), _ci(c["ci_low"], c["ci_high"]),
+                             " ".join(pct(v) for v in c["per_seed"]), pct(results["baselines"].get(dataset))])
     header = ["dataset", "prompt", "model", "seeds", "questions", "accuracy", "sd (seeds)", "95% CI", "per seed",
               "baseline"]
     figure = accuracy_figure(results) if figures else None
@@ -577,8 +569,8 @@ def _paired_section(results: Mapping, figures: bool) -> Section:
         for dataset, per_prompt in per_dataset.items():
             for prompt, d in per_prompt.items():
                 rows.append([f"{_label(a)} - {_label(b)}", dataset, prompt,
-                             f"{_pts(d['diff'])} {_ci(d['ci_low'], d['ci_high'], _pts)}",
-                             f"{_pts(d['relative'])} {_ci(d['rel_low'], d['rel_high'], _pts)}",
+                             f"{pts(d['diff'])} {_ci(d['ci_low'], d['ci_high'], pts)}",
+                             f"{pts(d['relative'])} {_ci(d['rel_low'], d['rel_high'], pts)}",
                              _reading(a, b, d)])
     header = ["difference", "dataset", "prompt", "points [95% CI]", "relative % [95% CI]", "reading"]
     return Section("paired", "Paired differences", text, [Table(header, rows)],
@@ -602,10 +594,10 @@ def _diagnostics_section(results: Mapping, design: Mapping) -> Section:
     for model, per_dataset in results["diagnostics"].items():
         for dataset, per_prompt in per_dataset.items():
             for prompt, m in per_prompt.items():
-                rows.append([_label(model), dataset, prompt, _pct(m.get("accuracy")), _pct(m.get("format_rate")),
-                             _pct(m.get("consistency_rate")), _pct(m.get("yes_share")), _pct(m.get("majority_share")),
-                             _pct(m.get("reference_majority_share")), _pct(m.get("judge_reasoning")),
-                             _pct(m.get("judge_correctness"))])
+                rows.append([_label(model), dataset, prompt, pct(m.get("accuracy")), pct(m.get("format_rate")),
+                             pct(m.get("consistency_rate")), pct(m.get("yes_share")), pct(m.get("majority_share")),
+                             pct(m.get("reference_majority_share")), pct(m.get("judge_reasoning")),
+                             pct(m.get("judge_correctness"))])
     header = ["model", "dataset", "prompt", "accuracy", "format", "consistent", "yes", "majority", "majority (truth)",
               "judge reasoning", "judge correctness"]
     return Section("diagnostics", "Diagnostics", text, [Table(header, rows)])

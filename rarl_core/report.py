@@ -167,12 +167,14 @@ class Section:
 SECTION_KEYS = ("champion", "accuracy", "answer-types", "modality", "gap", "paired", "judge", "training")
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def pct(x: float | None) -> str:
+    """A share as a percentage with one decimal; '-' where there is no number (None or NaN)."""
+    return "-" if x is None or x != x else f"{100 * x:.1f}"
 
 
-def _points(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.1f}"
+def pts(x: float | None) -> str:
+    """A difference of shares in signed percentage points; '-' where there is no number."""
+    return "-" if x is None or x != x else f"{100 * x:+.1f}"
 
 
 def _models(evaluation: dict) -> list[str]:
@@ -203,8 +205,8 @@ def champion_section(inputs: ReportInputs) -> Section:
     else:
         per_set = inputs.evaluation["models"][inputs.champion]
         text.append(f"Champion: `{inputs.champion}` (mean unseen accuracy "
-                    f"{_pct(mean_accuracy(per_set, inputs.unseen, prompt))}%, in-domain "
-                    f"{_pct(mean_accuracy(per_set, inputs.in_domain, prompt))}%, `{prompt}` prompt).")
+                    f"{pct(mean_accuracy(per_set, inputs.unseen, prompt))}%, in-domain "
+                    f"{pct(mean_accuracy(per_set, inputs.in_domain, prompt))}%, `{prompt}` prompt).")
     if inputs.registered:
         text.append(f"MLflow registered model `{inputs.registered_model}`: one version per trained model, aliased by "
                     f"its name; alias `champion` = version {inputs.registered.get(inputs.champion, '-')}.")
@@ -214,8 +216,8 @@ def champion_section(inputs: ReportInputs) -> Section:
     rows = []
     for model in inputs.candidates:
         per_set = inputs.evaluation["models"].get(model, {})
-        rows.append([model, _pct(mean_accuracy(per_set, inputs.unseen, prompt)),
-                     _pct(mean_accuracy(per_set, inputs.in_domain, prompt)), inputs.registered.get(model, "-"),
+        rows.append([model, pct(mean_accuracy(per_set, inputs.unseen, prompt)),
+                     pct(mean_accuracy(per_set, inputs.in_domain, prompt)), inputs.registered.get(model, "-"),
                      "champion" if model == inputs.champion else ""])
     header = ["model", f"mean unseen accuracy ({prompt})", f"mean in-domain accuracy ({prompt})", "registry version", ""]
     return Section("champion", "Champion", text, [Table(header, rows)])
@@ -229,8 +231,8 @@ def accuracy_section(inputs: ReportInputs, rows: list[dict]) -> Section:
     table = Table(["model", "dataset", "group", "prompt", "n", "accuracy [95% CI]", "baseline", "format",
                    "judge correctness", "judge reasoning"],
                   [[r["model"], r["dataset"], r["group"], r["prompt"], str(r["n"]),
-                    f"{_pct(r['accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", _pct(r["baseline"]),
-                    _pct(r["format_rate"]), _pct(r["judge_correctness"]), _pct(r["judge_reasoning"])] for r in rows])
+                    f"{pct(r['accuracy'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]", pct(r["baseline"]),
+                    pct(r["format_rate"]), pct(r["judge_correctness"]), pct(r["judge_reasoning"])] for r in rows])
     return Section("accuracy", "Accuracy", text, [table], caption="Accuracy per dataset and model, 95% CI error bars; "
                    "dashed: majority-answer baseline.")
 
@@ -239,7 +241,7 @@ def answer_types_section(inputs: ReportInputs) -> Section:
     text = ["Closed (yes/no) accuracy counts every closed question: wrong and unparseable answers are wrong. Open "
             "questions: exact match, token F1 and recall of the reference tokens. `-` = no question of that type."]
     keys = ["closed_accuracy", "open_exact", "open_f1", "open_recall", "mc_accuracy", "format_rate"]
-    rows = [[model, dataset, prompt, *(_pct(m.get(k)) for k in keys), f"{m.get('mean_completion_tokens', 0):.1f}",
+    rows = [[model, dataset, prompt, *(pct(m.get(k)) for k in keys), f"{m.get('mean_completion_tokens', 0):.1f}",
              f"{m.get('seconds_per_completion', 0):.3f}"] for model, dataset, prompt, m in _cells(inputs.evaluation)]
     header = ["model", "dataset", "prompt", "closed acc", "open exact", "open F1", "open recall", "MC acc", "format",
               "mean tokens", "s / completion"]
@@ -249,7 +251,7 @@ def answer_types_section(inputs: ReportInputs) -> Section:
 def modality_section(inputs: ReportInputs) -> Section:
     cells = list(_cells(inputs.evaluation))
     modalities = sorted({mod for *_, m in cells for mod in m.get("accuracy_by_modality", {})})
-    rows = [[model, dataset, prompt, *(_pct(m.get("accuracy_by_modality", {}).get(mod)) for mod in modalities)]
+    rows = [[model, dataset, prompt, *(pct(m.get("accuracy_by_modality", {}).get(mod)) for mod in modalities)]
             for model, dataset, prompt, m in cells]
     return Section("modality", "Accuracy by imaging modality", ["Accuracy in % per modality; `-` = none in that set."],
                    [Table(["model", "dataset", "prompt", *modalities], rows)])
@@ -257,7 +259,7 @@ def modality_section(inputs: ReportInputs) -> Section:
 
 def gap_section(inputs: ReportInputs, figures: bool) -> Section:
     gaps = inputs.evaluation.get("gaps", {})
-    rows = [[model, prompt, _points(gap)] for model, per_prompt in gaps.items() for prompt, gap in per_prompt.items()]
+    rows = [[model, prompt, pts(gap)] for model, per_prompt in gaps.items() for prompt, gap in per_prompt.items()]
     text = ["Mean unseen accuracy minus mean in-domain accuracy, in points: how much of what a model learned "
             "transfers to image sources it never saw (RARL's generalisation claim). Negative = worse off-domain."]
     figure = plots.gap_figure(gaps, _prompts(inputs.evaluation)) if gaps and figures else None
@@ -276,7 +278,7 @@ def paired_section(inputs: ReportInputs) -> Section:
                 reading = (f"{later} better" if d["ci_low"] > 0 else f"{earlier} better" if d["ci_high"] < 0
                            else "no evidence of a difference")
                 rows.append([f"{later} - {earlier}", dataset, prompt,
-                             f"{_points(d['diff'])} [{_points(d['ci_low'])}, {_points(d['ci_high'])}]", reading])
+                             f"{pts(d['diff'])} [{pts(d['ci_low'])}, {pts(d['ci_high'])}]", reading])
     return Section("paired", "Paired differences", text,
                    [Table(["comparison", "dataset", "prompt", "difference [95% CI]", "reading"], rows)])
 
@@ -298,7 +300,7 @@ def judge_section(inputs: ReportInputs, figures: bool) -> Section:
     for model, per_set in inputs.judge.get("models", {}).items():
         for dataset, per_prompt in per_set.items():
             for prompt, s in per_prompt.items():
-                rows.append([model, dataset, prompt, _pct(s.get("mean_correctness")), _pct(s.get("mean_reasoning")),
+                rows.append([model, dataset, prompt, pct(s.get("mean_correctness")), pct(s.get("mean_reasoning")),
                              "/".join(map(str, s.get("correctness_hist", []))),
                              "/".join(map(str, s.get("reasoning_hist", []))), str(s.get("n_errors", 0))])
     header = ["model", "dataset", "prompt", "correctness", "reasoning", "correctness 0/1/2/3", "reasoning 0/1/2/3",
@@ -416,19 +418,21 @@ def plot_tables(inputs: ReportInputs) -> dict[str, list[dict]]:
     """CSV rows for DVC's plots, by file name under paths.plots: accuracy, gap, judge (in %), rewards per variant."""
     rows = comparison_rows(inputs.evaluation, inputs.in_domain, inputs.unseen, inputs.judge)
 
-    def pct(x: float | None) -> float | None:
+    def in_percent(x: float | None) -> float | None:
         return None if x is None else round(100 * x, 2)
 
     tables = {
         "accuracy.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}", "model": r["model"],
-                          "dataset": r["dataset"], "prompt": r["prompt"], "accuracy": pct(r["accuracy"]),
-                          "ci_low": pct(r["ci_low"]), "ci_high": pct(r["ci_high"]), "baseline": pct(r["baseline"])}
+                          "dataset": r["dataset"], "prompt": r["prompt"], "accuracy": in_percent(r["accuracy"]),
+                          "ci_low": in_percent(r["ci_low"]), "ci_high": in_percent(r["ci_high"]),
+                          "baseline": in_percent(r["baseline"])}
                          for r in rows],
-        "gap.csv": [{"cell": f"{model} · {prompt}", "model": model, "prompt": prompt, "gap": pct(gap)}
+        "gap.csv": [{"cell": f"{model} · {prompt}", "model": model, "prompt": prompt, "gap": in_percent(gap)}
                     for model, per_prompt in inputs.evaluation.get("gaps", {}).items()
                     for prompt, gap in per_prompt.items()],
-        "judge.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}", "correctness":
-                       pct(r["judge_correctness"]), "reasoning": pct(r["judge_reasoning"])} for r in rows],
+        "judge.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}",
+                       "correctness": in_percent(r["judge_correctness"]), "reasoning": in_percent(r["judge_reasoning"])}
+                      for r in rows],
     }
     for variant, curves in inputs.rewards.items():
         steps = sorted({step for curve in curves.values() for step, _ in curve})
