@@ -30,18 +30,6 @@ def check_variants(cfg) -> None:
                           f"0) and 'rarl' (reasoning weight > 0); other variants are compared beside them")
 
 
-def eval_sets(cfg) -> dict:
-    """The test split of every in-domain and unseen set (at most evaluate.max_questions each), as evaluate uses."""
-    from rarl_core.data import load_split
-
-    prepared = require(cfg.paths.prepared, "prepare")
-    sets = {}
-    for name in [*cfg.data.in_domain, *cfg.data.unseen]:
-        frame = load_split(prepared, name, "test")
-        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
-    return sets
-
-
 def log_unit(unit: dict, logs: list[dict], predictions: dict) -> None:
     """Into the active (nested) MLflow run: the training logs per step, eval metrics, the predictions."""
     import mlflow
@@ -76,7 +64,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.prompts import load_templates
     from rarl_core.report import sections_markdown
     from rarl_core.tracking import child_run
-    from tasks.evaluate import decoding
+    from tasks.evaluate import decoding, eval_sets
 
     started, cpu_started = time.perf_counter(), time.process_time()
     check_variants(cfg)

@@ -21,6 +21,18 @@ def require_models(cfg) -> None:
             raise FileNotFoundError(f"evaluate.extra_models.{name}: {path} does not exist")
 
 
+def eval_sets(cfg) -> dict:
+    """The test split of every in-domain and unseen set, at most evaluate.max_questions each (0: all)."""
+    from rarl_core.data import load_split
+
+    prepared = require(cfg.paths.prepared, "prepare")
+    sets = {}
+    for name in [*cfg.data.in_domain, *cfg.data.unseen]:
+        frame = load_split(prepared, name, "test")
+        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
+    return sets
+
+
 def decoding(cfg) -> dict[str, object]:
     """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
     e = cfg.evaluate
@@ -33,19 +45,14 @@ def decoding(cfg) -> dict[str, object]:
 def run(cfg, ctx: StageContext) -> dict:
     import mlflow
 
-    from rarl_core.data import load_split
     from rarl_core.evaluate import baselines, evaluate_model, model_paths, paired_comparisons
     from rarl_core.io import atomic_dir, write_json, write_jsonl
     from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
 
-    prepared = require(cfg.paths.prepared, "prepare")
+    sets = eval_sets(cfg)  # names a missing prepare stage first
     models = model_paths(cfg)
     require_models(cfg)
-    sets = {}
-    for name in [*cfg.data.in_domain, *cfg.data.unseen]:
-        frame = load_split(prepared, name, "test")
-        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
     templates = load_templates()
     result = {"baselines": baselines(sets), "models": {}}
     scores: dict = {}
