@@ -61,7 +61,7 @@ def workspace_params(root: Path, size: str) -> Path:
 
 def env() -> dict[str, str]:
     """The pipeline's environment: offline-safe settings, this interpreter's bin first on PATH."""
-    from tasks.cli import pipeline_env
+    from tasks.common import pipeline_env
 
     return {**pipeline_env(), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
 

@@ -116,7 +116,7 @@ def stage_plan(project: Path) -> list[list]:
 
 def env(**extra: str) -> dict[str, str]:
     """The pipeline's environment (this interpreter's bin first on PATH, offline-safe settings), quiet progress."""
-    from tasks.cli import pipeline_env
+    from tasks.common import pipeline_env
 
     return {**pipeline_env(), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "PREFECT_CLI_COLORS": "false",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}

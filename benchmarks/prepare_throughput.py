@@ -30,7 +30,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 
-from rarl_core import adapters
+from rarl_core import readers
 from rarl_core.config import config_from_dict
 from rarl_core.data import prepare
 
@@ -49,7 +49,7 @@ def files_data(workers: int, rows_file: Path):
 
 def export_starter(folder: Path, size: int = 448) -> Path:
     """Every starter row as a generic row whose picture is a size x size JPEG file (one file per picture)."""
-    examples, _ = adapters._starter(112, 0)
+    examples, _ = readers._starter(112, 0)
     names: dict[int, str] = {}
     lines = []
     for e in examples:
@@ -66,7 +66,7 @@ def export_starter(folder: Path, size: int = 448) -> Path:
 def timed(data, fresh_starter: bool) -> tuple[float, int]:
     """Seconds for one full preparation into a fresh folder, and the number of images written."""
     if fresh_starter:
-        adapters._starter.cache_clear()
+        readers._starter.cache_clear()
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
         cards, failures = prepare(data, Path(out))

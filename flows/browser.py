@@ -94,7 +94,7 @@ class BrowserCheck:
         return not self.console_errors and not self.broken_images and bool(self.images or self.canvases)
 
 
-def check_report(html: Path, screenshot: Path, timeout_s: float = 120.0, chromium: str | None = None) -> BrowserCheck:
+def check_report(html: Path, screenshot: Path, wait_s: float = 120.0, chromium: str | None = None) -> BrowserCheck:
     """Open `html` in headless Chromium twice: once for a PNG screenshot (with console logging on stderr), once
     with a probe script for the figures. Raises FileNotFoundError when no Chromium is installed."""
     chromium = chromium or find_chromium()
@@ -108,7 +108,7 @@ def check_report(html: Path, screenshot: Path, timeout_s: float = 120.0, chromiu
         shot = subprocess.run(
             [*_base_args(chromium, tmp_path / "profile-shot"), "--enable-logging=stderr", "--v=0",
              "--virtual-time-budget=5000", f"--screenshot={screenshot}", html.as_uri()],
-            capture_output=True, text=True, timeout=timeout_s, errors="replace",
+            capture_output=True, text=True, timeout=wait_s, errors="replace",
         )
         if not screenshot.is_file():
             raise RuntimeError(f"chromium wrote no screenshot (exit {shot.returncode}): {shot.stderr[-800:]}")
@@ -119,7 +119,7 @@ def check_report(html: Path, screenshot: Path, timeout_s: float = 120.0, chromiu
         dom = subprocess.run(
             [*_base_args(chromium, tmp_path / "profile-dom"), "--virtual-time-budget=5000", "--dump-dom",
              probe_page.as_uri()],
-            capture_output=True, text=True, timeout=timeout_s, errors="replace",
+            capture_output=True, text=True, timeout=wait_s, errors="replace",
         )
     match = re.search(r'data-rarl-probe="([^"]*)"', dom.stdout)
     probe = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&")) if match else {}

@@ -56,7 +56,7 @@ def stage_env(parent_run_id: str) -> dict[str, str]:
     settings (LiteLLM's local cost map), the MLflow parent run. Built inside each task, never passed as a task
     parameter, so that no API key from the environment reaches Prefect's records."""
     from rarl_core.tracking import PARENT_ENV
-    from tasks.cli import pipeline_env
+    from tasks.common import pipeline_env
 
     env = pipeline_env()
     env[PARENT_ENV] = parent_run_id

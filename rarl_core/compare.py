@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 
 from rarl_core.answers import choice_index, closed_label, normalize, parse_completion
 from rarl_core.config import Config
-from rarl_core.metrics import question_means, summarize
+from rarl_core.metrics import bootstrap_ci, paired_bootstrap, question_means, summarize
 from rarl_core.report import Section, Table, page_html, page_markdown, pct, pts
 from rarl_core.rewards import think_conclusion
 
@@ -274,70 +274,8 @@ def evaluate_unit(cfg: Config, model: str, seed: int | None, path: str | Path, s
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Statistics: seeds, then questions
+# Reading a difference
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _replicate_means(x: np.ndarray, question_counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Mean of x (seeds x questions) in each bootstrap replicate: seeds drawn with replacement, then the replicate's
-    questions (`question_counts`, how often each question was drawn), the same questions for every seed."""
-    n_seeds, n_questions = x.shape
-    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=len(question_counts))
-    per_seed = question_counts @ x.T  # replicates x seeds: each seed's total over the drawn questions
-    return (seed_counts * per_seed).sum(axis=1) / (n_seeds * n_questions)
-
-
-def _question_counts(n_questions: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.multinomial(n_questions, np.full(n_questions, 1.0 / n_questions), size=n_resamples).astype(float)
-
-
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.nanpercentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def _matrix(x: Sequence[Sequence[float]]) -> np.ndarray:
-    data = np.asarray(x, dtype=float)
-    if data.ndim != 2 or data.size == 0:
-        raise ValueError(f"need a non-empty seeds x questions table, got shape {data.shape}")
-    return data
-
-
-def seed_question_ci(x: Sequence[Sequence[float]], n_resamples: int = 2000, confidence: float = 0.95,
-                     seed: int = 0) -> tuple[float, float]:
-    """Bootstrap interval of the mean of x (seeds x questions), resampling seeds, then questions.
-
-    With one seed this is the usual question bootstrap; with several, seeds that disagree widen it, as they should:
-    a claim about a training method is a claim about every seed it could have been run with.
-    """
-    data = _matrix(x)
-    rng = np.random.default_rng(seed)
-    means = _replicate_means(data, _question_counts(data.shape[1], n_resamples, rng), rng)
-    return _interval(means, confidence)
-
-
-def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], n_resamples: int = 2000,
-                      confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Mean of a minus mean of b (each seeds x questions, the SAME questions in the same order), with intervals.
-
-    Each replicate draws one set of questions for both (the pairing: question difficulty cancels) and each side's
-    seeds on its own (different training runs). `relative` is mean(a) / mean(b) - 1, the form of the paper's
-    unseen-data claims. Keys: diff, ci_low, ci_high, relative, rel_low, rel_high.
-    """
-    xa, xb = _matrix(a), _matrix(b)
-    if xa.shape[1] != xb.shape[1]:
-        raise ValueError(f"paired scores need the same questions, got {xa.shape[1]} and {xb.shape[1]}")
-    rng = np.random.default_rng(seed)
-    counts = _question_counts(xa.shape[1], n_resamples, rng)
-    ma, mb = _replicate_means(xa, counts, rng), _replicate_means(xb, counts, rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(mb > 0, ma / mb - 1.0, np.nan)
-    mean_a, mean_b = float(xa.mean()), float(xb.mean())
-    low, high = _interval(ma - mb, confidence)
-    rel_low, rel_high = _interval(relative, confidence) if np.isfinite(relative).any() else (np.nan, np.nan)
-    return {"diff": mean_a - mean_b, "ci_low": low, "ci_high": high,
-            "relative": mean_a / mean_b - 1.0 if mean_b > 0 else float("nan"), "rel_low": rel_low, "rel_high": rel_high}
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
@@ -392,7 +330,7 @@ def analyse(units: Sequence[Mapping], design: Design, baselines: Mapping[str, fl
             for a, b in compared_pairs(design.variants):
                 xa, xb = score_table(units, a, [dataset], prompt), score_table(units, b, [dataset], prompt)
                 if xa and xb:
-                    cell = paired_difference(xa, xb, design.n_resamples)
+                    cell = paired_bootstrap(xa, xb, design.n_resamples)
                     paired.setdefault(f"{a}-{b}", {}).setdefault(dataset, {})[prompt] = cell
     return {
         "design": dataclasses.asdict(design), "baselines": dict(baselines), "accuracy": accuracy, "paired": paired,
@@ -403,7 +341,7 @@ def analyse(units: Sequence[Mapping], design: Design, baselines: Mapping[str, fl
 
 def _accuracy_cell(x: list[list[float]], design: Design) -> dict:
     per_seed = [float(np.mean(row)) for row in x]
-    low, high = seed_question_ci(x, design.n_resamples)
+    low, high = bootstrap_ci(x, design.n_resamples)
     return {"mean": float(np.mean(x)), "sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
             "ci_low": low, "ci_high": high, "per_seed": per_seed, "n_seeds": len(x), "n_questions": len(x[0])}
 
@@ -418,7 +356,7 @@ def _claims(units: Sequence[Mapping], design: Design) -> list[dict]:
             xb = score_table(units, claim.worse, datasets, prompt)
             if not (datasets and xa and xb):
                 continue
-            d = paired_difference(xa, xb, design.n_resamples)
+            d = paired_bootstrap(xa, xb, design.n_resamples)
             out.append({**dataclasses.asdict(claim), "prompt": prompt, "datasets": list(datasets),
                         "better_mean": float(np.mean(xa)), "worse_mean": float(np.mean(xb)), **d,
                         "verdict": verdict(d["ci_low"], d["ci_high"])})

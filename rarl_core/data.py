@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from rarl_core.adapters import DataError, ImageRef, RawRow, Source, read
+from rarl_core.readers import DataError, ImageRef, RawRow, Source, read
 from rarl_core.config import DataConfig, DatasetSpec
-from rarl_core.io import atomic_dir, atomic_file, write_json, write_jsonl
+from rarl_core.files import atomic_dir, atomic_file, write_json, write_jsonl
 from rarl_core.schema import ANSWER_TYPES, COLUMNS, SPLITS
 
 __all__ = ["DataError", "load_split", "prepare", "prepare_dataset"]

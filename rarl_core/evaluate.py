@@ -25,7 +25,7 @@ from rarl_core.metrics import (
     bootstrap_ci,
     by_modality,
     majority_baseline,
-    paired_bootstrap_diff,
+    paired_bootstrap,
     question_means,
     summarize,
 )
@@ -41,6 +41,26 @@ def model_paths(cfg: Config) -> dict[str, str]:
     if clash := set(cfg.evaluate.extra_models) & set(merged):
         raise ConfigError(f"evaluate.extra_models reuses the GRPO variant name(s) {sorted(clash)}: rename them")
     return {"base": cfg.model.name_or_path, "sft": cfg.paths.sft_model, **merged, **cfg.evaluate.extra_models}
+
+
+def eval_sets(cfg: Config) -> dict[str, pd.DataFrame]:
+    """The test split of every in-domain and unseen set, at most evaluate.max_questions each (0: all)."""
+    from rarl_core.data import load_split
+
+    sets = {}
+    for name in [*cfg.data.in_domain, *cfg.data.unseen]:
+        frame = load_split(cfg.paths.prepared, name, "test")
+        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
+    return sets
+
+
+def decoding(cfg: Config) -> dict[str, object]:
+    """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
+    e = cfg.evaluate
+    if e.temperature == 0:
+        return {"decoding": "greedy", "max_new_tokens": e.max_new_tokens}
+    return {"decoding": "sampling", "temperature": e.temperature, "top_p": e.top_p, "num_samples": e.num_samples,
+            "seed": e.seed, "max_new_tokens": e.max_new_tokens}
 
 
 def extract_answer(completion: str) -> str | None:
@@ -134,11 +154,11 @@ def score_rows(frame: pd.DataFrame, generations: list[dict]) -> list[dict]:
     return records
 
 
-def cell_metrics(records: list[dict]) -> dict:
+def cell_metrics(records: list[dict], n_resamples: int) -> dict:
     """Metrics of one model x dataset x prompt cell: by answer type, a bootstrap 95% interval on accuracy
     (resampling questions), seconds per completion and accuracy per imaging modality."""
     metrics = summarize(records)
-    low, high = bootstrap_ci(question_means(records))
+    low, high = bootstrap_ci(question_means(records), n_resamples)
     seconds = sum(r["seconds"] for r in records) / len(records)
     return metrics | {"accuracy_ci_low": low, "accuracy_ci_high": high, "seconds_per_completion": seconds,
                       "accuracy_by_modality": by_modality(records)}
@@ -158,7 +178,7 @@ def evaluate_model(cfg: Config, name: str, path: str, sets: dict[str, pd.DataFra
                                    cfg.evaluate.batch_size, desc=f"{name}/{dataset}/{prompt_name}", sampling=sampling)
             records = score_rows(frame, generations)
             save(dataset, prompt_name, records)
-            results.setdefault(dataset, {})[prompt_name] = cell_metrics(records)
+            results.setdefault(dataset, {})[prompt_name] = cell_metrics(records, cfg.evaluate.n_resamples)
     return results
 
 
@@ -167,7 +187,7 @@ def baselines(sets: dict[str, pd.DataFrame]) -> dict[str, float]:
     return {name: majority_baseline(list(f["answer"]), list(f["answer_type"]), list(f["choices"])) for name, f in sets.items()}
 
 
-def paired_comparisons(scores: Scores, models: list[str]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+def paired_comparisons(scores: Scores, models: list[str], n_resamples: int) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """Accuracy difference with a paired bootstrap 95% interval, for every pair of `models` on the same questions.
 
     Keys are `<later>-vs-<earlier>` in the given order (e.g. rarl-vs-rl, rl-vs-sft), so a positive `diff` means
@@ -177,7 +197,7 @@ def paired_comparisons(scores: Scores, models: list[str]) -> dict[str, dict[str,
     for earlier, later in combinations(models, 2):
         for dataset, per_prompt in scores[later].items():
             for prompt, values in per_prompt.items():
-                diff, low, high = paired_bootstrap_diff(values, scores[earlier][dataset][prompt])
-                cell = {"diff": diff, "ci_low": low, "ci_high": high}
+                paired = paired_bootstrap(values, scores[earlier][dataset][prompt], n_resamples)
+                cell = {key: paired[key] for key in ("diff", "ci_low", "ci_high")}
                 out.setdefault(f"{later}-vs-{earlier}", {}).setdefault(dataset, {})[prompt] = cell
     return out

@@ -14,17 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from rarl_core import rewards
+from rarl_core.rewards import REWARD_FUNCS
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
 from rarl_core.checkpoints import last_checkpoint
 from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
-
-REWARD_FUNCS = {
-    "format": rewards.format_reward,
-    "accuracy": rewards.accuracy_reward,
-    "reasoning": rewards.reasoning_reward,
-}
 
 
 def grpo_dataset(frame: pd.DataFrame):

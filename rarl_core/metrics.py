@@ -7,7 +7,8 @@ they are:
   evaluation script only ever incremented its counter on right answers and divided by a subset, inflating accuracy.)
 - a key whose answer type has no rows is omitted, never NaN or 0, so a missing measurement cannot be mistaken for
   a bad (or perfect) one.
-Small test sets make differences of a few points noise; `bootstrap_ci` and `paired_bootstrap_diff` say how much.
+Small test sets make differences of a few points noise; `bootstrap_ci` and `paired_bootstrap` say how much, with
+one bootstrap for every interval the project reports (questions, and seeds when there are several).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from rarl_core.answers import ANSWER_TYPES, normalize
 
 UNKNOWN_MODALITY = "unknown"
-_MAX_BOOTSTRAP_CELLS = 2_000_000  # resample in chunks so memory stays ~16 MB whatever the data size
+_MAX_BOOTSTRAP_CELLS = 2_000_000  # questions x replicates per chunk: ~16 MB whatever the data size
 
 
 def summarize(records: Sequence[Mapping]) -> dict[str, float]:
@@ -100,47 +101,80 @@ def _baseline_key(answer: str, kind: str, options: Sequence[str] | None) -> str:
     return normalize(answer)
 
 
-def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of `values` (deterministic for a given seed).
+def _seeds_by_questions(x: Sequence[float] | Sequence[Sequence[float]]) -> np.ndarray:
+    """Scores as a seeds x questions matrix (a flat sequence is one seed); ValueError when empty or ragged."""
+    data = np.asarray(x, dtype=float)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2 or data.size == 0:
+        raise ValueError(f"need a non-empty sequence of scores (or seeds x questions), got shape {data.shape}")
+    return data
 
-    ValueError for no values, n_resamples < 1, or confidence outside (0, 1).
+
+def _replicate_means(xs: list[np.ndarray], n_resamples: int, seed: int) -> list[np.ndarray]:
+    """The bootstrap replicates of the mean of each seeds x questions matrix of `xs` (all on the same questions).
+
+    Each replicate draws one multiset of questions, shared by every matrix (the pairing: question difficulty
+    cancels in a difference), and then each matrix's seeds with replacement on their own (different training runs),
+    so that both seed-to-seed and question-to-question variation widen the interval. Chunked so that memory stays
+    ~16 MB whatever the number of questions.
     """
-    data = np.asarray(values, dtype=float)
-    if data.ndim != 1 or data.size == 0:
-        raise ValueError(f"need a non-empty 1-D sequence of values, got shape {data.shape}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    means = _resampled_means(data, n_resamples, np.random.default_rng(seed))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    lo, hi = np.percentile(means, [tail, 100.0 - tail])
-    return float(lo), float(hi)
-
-
-def _resampled_means(data: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    chunk = max(1, _MAX_BOOTSTRAP_CELLS // data.size)
-    means = []
+    rng = np.random.default_rng(seed)
+    n_questions = xs[0].shape[1]
+    chunk = max(1, _MAX_BOOTSTRAP_CELLS // n_questions)
+    out: list[list[np.ndarray]] = [[] for _ in xs]
     for start in range(0, n_resamples, chunk):
         size = min(chunk, n_resamples - start)
-        means.append(data[rng.integers(0, data.size, size=(size, data.size))].mean(axis=1))
-    return np.concatenate(means)
+        counts = rng.multinomial(n_questions, np.full(n_questions, 1.0 / n_questions), size=size).astype(float)
+        for replicates, x in zip(out, xs):
+            n_seeds = x.shape[0]
+            seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=size)
+            replicates.append((seed_counts * (counts @ x.T)).sum(axis=1) / (n_seeds * n_questions))
+    return [np.concatenate(replicates) for replicates in out]
 
 
-def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], n_resamples: int = 1000,
-                          confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(mean of a - b, CI low, CI high) for two systems scored on the SAME questions, resampling questions.
+def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.nanpercentile(replicates, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_ci(scores: Sequence[float] | Sequence[Sequence[float]], n_resamples: int, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean score: questions resampled, and seeds too for a seeds x questions
+    table (deterministic for a given `seed`). With one seed this is the usual question bootstrap; with several,
+    seeds that disagree widen it, as they should: a claim about a training method is a claim about every seed it
+    could have been run with. ValueError for no scores, n_resamples < 1, or confidence outside (0, 1).
+    """
+    (replicates,) = _replicate_means([_seeds_by_questions(scores)], n_resamples, seed)
+    return _interval(replicates, confidence)
+
+
+def paired_bootstrap(a: Sequence[float] | Sequence[Sequence[float]], b: Sequence[float] | Sequence[Sequence[float]],
+                     n_resamples: int, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean of a minus mean of b, scored on the SAME questions in the same order (each a flat list, or seeds x
+    questions), with a paired bootstrap interval; `relative` is mean(a) / mean(b) - 1, the form of the paper's
+    unseen-data claims. Keys: diff, ci_low, ci_high, relative, rel_low, rel_high.
 
     Pairing removes the question-difficulty variance both systems share, so it detects smaller differences than
-    comparing two separate intervals. Positive means `a` scores higher; an interval containing 0 is no evidence
-    of a difference. ValueError when the lengths differ.
+    comparing two separate intervals. Positive means `a` scores higher; an interval containing 0 is no evidence of a
+    difference. ValueError when the questions differ in number.
     """
-    if len(a) != len(b):
-        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    lo, hi = bootstrap_ci(diff, n_resamples=n_resamples, confidence=confidence, seed=seed)
-    return float(diff.mean()), lo, hi
+    xa, xb = _seeds_by_questions(a), _seeds_by_questions(b)
+    if xa.shape[1] != xb.shape[1]:
+        raise ValueError(f"paired scores need the same questions, got {xa.shape[1]} and {xb.shape[1]}")
+    ma, mb = _replicate_means([xa, xb], n_resamples, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(mb > 0, ma / mb - 1.0, np.nan)
+    low, high = _interval(ma - mb, confidence)
+    rel_low, rel_high = _interval(relative, confidence) if np.isfinite(relative).any() else (np.nan, np.nan)
+    mean_a, mean_b = float(xa.mean()), float(xb.mean())
+    return {"diff": mean_a - mean_b, "ci_low": low, "ci_high": high,
+            "relative": mean_a / mean_b - 1.0 if mean_b > 0 else float("nan"), "rel_low": rel_low, "rel_high": rel_high}
 
 
 def question_means(records: Sequence[Mapping], key: str = "correct") -> list[float]:

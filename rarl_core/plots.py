@@ -1,4 +1,5 @@
-"""The report's figures as PNG bytes (matplotlib, Agg backend), ready to embed in a self-contained HTML page.
+"""The report's figures as PNG bytes (matplotlib, Agg backend), ready to embed in a self-contained HTML page, and the
+plot data that `dvc plots show` reads.
 
 Figures are built with the object-oriented API on an Agg canvas, never pyplot: no display, no global figure state,
 nothing left open between calls. Each function takes plain data (what the report already computed) and returns PNG
@@ -7,11 +8,15 @@ bytes, so the report stays testable without looking at pixels.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from rarl_core.files import atomic_dir
 
 LEVEL_COLOURS = ("#d73027", "#fc8d59", "#91bfdb", "#4575b4")  # judge levels 0 (wrong) .. 3 (fully right)
 
@@ -122,3 +127,15 @@ def reward_figure(rewards: Mapping[str, Mapping[str, Sequence[tuple[int, float]]
     axes[0].set_ylabel("mean reward")
     axes[-1].legend(fontsize="small")
     return _png(fig)
+
+
+def write_plot_data(folder: Path, tables: dict[str, list[dict]]) -> None:
+    """One CSV per plot under `folder` (replaced whole, so a removed variant leaves no stale curve)."""
+    with atomic_dir(folder) as tmp:
+        for name, rows in tables.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["cell"])
+                writer.writeheader()
+                writer.writerows(rows)

@@ -4,8 +4,8 @@ RARL's reward "jointly considers diagnostic accuracy and reasoning quality"; the
 rules below are our documented choice. Each function has TRL's signature
 `f(prompts=..., completions=..., completion_ids=..., **dataset_columns) -> list[float]`, accepts completions as plain
 strings or as conversational message lists (`[{"role": "assistant", "content": ...}]`), and is named for TRL's
-per-function logging (`rewards/format_reward/mean`, ...). `score_batch` computes all three plus a weighted total for
-evaluation and tests. All functions are pure and raise ValueError when per-row columns differ in length.
+per-function logging (`rewards/format_reward/mean`, ...); REWARD_FUNCS names them as grpo.variants weights them.
+All functions are pure and raise ValueError when per-row columns differ in length.
 
 format_reward, per completion:
     1.0  well formed (one think block, then one answer block, only whitespace outside) with both blocks non-empty;
@@ -48,13 +48,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 from rarl_core.answers import choice_index, closed_label, normalize, parse_completion, score_answer
+from rarl_core.config import REWARD_NAMES
 
-REWARD_NAMES = ("format", "accuracy", "reasoning")
-DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"format": 1.0, "accuracy": 1.0, "reasoning": 0.0})
 
 MIN_THINK_WORDS = 3
 MAX_THINK_WORDS = 200
@@ -299,41 +297,10 @@ def _word_agreement(conclusion: str, answer: str) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# All together
+# By name
 # ----------------------------------------------------------------------------------------------------------------
 
-
-def score_batch(completions: Sequence[Any], answer: Sequence[str], answer_type: Sequence[str],
-                choices: Sequence[Sequence[str] | None] | None, question: Sequence[str | None] | None = None,
-                weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> dict[str, list[float]]:
-    """Per-row "format", "accuracy", "reasoning" and their weighted mean "total" (sum of w*score / sum of w).
-
-    Missing weight names count as 0. ValueError for unknown names, negative weights, all-zero weights, or columns
-    of different lengths.
-    """
-    norm_weights = _check_weights(weights)
-    _check_lengths(completions=completions, answer=answer, answer_type=answer_type, choices=choices,
-                   question=question)
-    scores = {
-        "format": format_reward(completions),
-        "accuracy": accuracy_reward(completions, answer=answer, answer_type=answer_type, choices=choices),
-        "reasoning": reasoning_reward(completions, question=question, answer=answer, answer_type=answer_type,
-                                      choices=choices),
-    }
-    total = sum(norm_weights.values())
-    scores["total"] = [sum(norm_weights[k] * scores[k][i] for k in REWARD_NAMES) / total
-                       for i in range(len(completions))]
-    return scores
-
-
-def _check_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    unknown = sorted(set(weights) - set(REWARD_NAMES))
-    if unknown:
-        raise ValueError(f"unknown reward weight name(s) {unknown}; expected {REWARD_NAMES}")
-    negative = {k: v for k, v in weights.items() if v < 0}
-    if negative:
-        raise ValueError(f"reward weights must be >= 0, got {negative}")
-    full = {k: float(weights.get(k, 0.0)) for k in REWARD_NAMES}
-    if sum(full.values()) <= 0:
-        raise ValueError(f"reward weights sum to zero: {dict(weights)}")
-    return full
+# The rewards a GRPO variant weights (grpo.variants in params.yaml), by the names config.REWARD_NAMES declares.
+REWARD_FUNCS = {"format": format_reward, "accuracy": accuracy_reward, "reasoning": reasoning_reward}
+if tuple(REWARD_FUNCS) != REWARD_NAMES:  # the params schema and the functions must name the same rewards
+    raise ImportError(f"rarl_core.rewards defines {tuple(REWARD_FUNCS)}, rarl_core.config declares {REWARD_NAMES}")

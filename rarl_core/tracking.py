@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rarl_core.config import ConfigError, MlflowConfig
-from rarl_core.io import project_path
+from rarl_core.files import project_path
 
 PARENT_ENV = "RARL_PARENT_RUN_ID"
 
@@ -26,7 +26,7 @@ def _mlflow():
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:
-    """The tracking URI, with a relative SQLite path made absolute against the project root (rarl_core.io.project_path:
+    """The tracking URI, with a relative SQLite path made absolute against the project root (rarl_core.files.project_path:
     an experiment run in a temporary copy tracks into the project's one store)."""
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -149,8 +149,8 @@ class TrackingUnreachable(ConfigError):
     """mlflow.tracking_uri names a server that does not answer: raised before any work, with what to do."""
 
 
-def check_reachable(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
-    """For an http(s) tracking URI, fail fast (within `timeout_s`) when the server does not answer its /health.
+def check_reachable(cfg: MlflowConfig, wait_s: float = 5.0) -> None:
+    """For an http(s) tracking URI, fail fast (within `wait_s`) when the server does not answer its /health.
 
     Without this, MLflow's own HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, with backoff) make a stage hang for
     minutes before failing, after it may already have loaded a model. Local stores (sqlite, file) need no check.
@@ -164,7 +164,7 @@ def check_reachable(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
         return
     url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s):
+        with urllib.request.urlopen(url, timeout=wait_s):
             return
     except urllib.error.HTTPError as err:
         if err.code < 500:

@@ -8,7 +8,7 @@ def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
     from rarl_core.data import load_split
-    from rarl_core.io import atomic_dir
+    from rarl_core.files import atomic_dir
     from rarl_core.prompts import augment, load_templates
 
     prepared = require(cfg.paths.prepared, "prepare")

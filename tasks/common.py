@@ -34,6 +34,27 @@ def quiet_env() -> None:
         os.environ.setdefault(key, value)
 
 
+class StageError(RuntimeError):
+    """A stage's own failure, with a message that says what to do; reported without a traceback."""
+
+
+def pipeline_env() -> dict[str, str]:
+    """The environment for DVC's stage commands: this interpreter's bin first on PATH, so `python -m tasks.x`
+    runs in the same environment as `rarl`, even when the virtualenv is not activated."""
+    env = {**QUIET_ENV, **os.environ}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+TRAINING_STAGES = ("sft", "grpo")
+
+
+def accelerate_command(stage: str, args: list[str], num_processes: int, accelerate_config: str) -> list[str]:
+    """`accelerate launch` of this stage with one process per GPU (resources.num_gpus > 1)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
+            "--num_processes", str(num_processes), "-m", f"tasks.{stage}", *args]
+
+
 def is_main_process() -> bool:
     """Under `accelerate launch` every GPU runs the stage; only rank 0 tracks runs and writes outputs."""
     return os.environ.get("RANK", "0") == "0"
@@ -42,7 +63,7 @@ def is_main_process() -> bool:
 @contextmanager
 def stage_output(path: str | Path) -> Iterator[Path]:
     """The folder a stage writes: atomically replacing `path` on the main process, a scratch folder on the others."""
-    from rarl_core.io import atomic_dir
+    from rarl_core.files import atomic_dir
 
     if is_main_process():
         with atomic_dir(path) as tmp:
@@ -106,6 +127,7 @@ def stage_main(
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     if per_variant:
         parser.add_argument("--variant", required=True, help="GRPO variant, a key of grpo.variants")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     variant = getattr(args, "variant", None)
     quiet_env()
@@ -113,6 +135,12 @@ def stage_main(
         cfg = load_config(args.params)
         if variant is not None and variant not in cfg.grpo.variants:
             raise ConfigError(f"--variant {variant!r} is not in grpo.variants ({', '.join(cfg.grpo.variants)})")
+        resources = cfg.resources
+        if stage in TRAINING_STAGES and resources.num_gpus > 1 and "LOCAL_RANK" not in os.environ:
+            # several GPUs: the same stage, once per GPU, under `accelerate launch` (it sets LOCAL_RANK)
+            cmd = accelerate_command(stage, argv, resources.num_gpus, resources.accelerate_config)
+            print("+", " ".join(cmd), flush=True)
+            os.execv(cmd[0], cmd)
         if is_main_process():
             from rarl_core.tracking import check_reachable
 
@@ -152,7 +180,7 @@ def stage_main(
             mlflow.log_metrics(numeric(metrics, f"{stage}/"))
         if ctx.work_dir:
             checkpoints.close_work_dir(ctx.work_dir)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError, StageError) as err:
         print(f"error in stage {name}: {err}", file=sys.stderr)
         return 1
     print(json.dumps(metrics, indent=2, default=str))

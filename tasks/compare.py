@@ -35,7 +35,7 @@ def log_unit(unit: dict, logs: list[dict], predictions: dict) -> None:
     import mlflow
     from mlflow.entities import Metric
 
-    from rarl_core.io import write_jsonl
+    from rarl_core.files import write_jsonl
 
     now = int(time.time() * 1000)
     points = [Metric(f"train/{key}", value, now, int(log["step"])) for log in logs
@@ -60,11 +60,11 @@ def run(cfg, ctx: StageContext) -> dict:
 
     from rarl_core import compare
     from rarl_core.evaluate import baselines
-    from rarl_core.io import atomic_file, write_json
+    from rarl_core.files import atomic_file, write_json
     from rarl_core.prompts import load_templates
     from rarl_core.report import sections_markdown
     from rarl_core.tracking import child_run
-    from tasks.evaluate import decoding, eval_sets
+    from rarl_core.evaluate import decoding, eval_sets
 
     started, cpu_started = time.perf_counter(), time.process_time()
     check_variants(cfg)
@@ -110,7 +110,7 @@ def run(cfg, ctx: StageContext) -> dict:
             cfg, seed, budget, augmented, sft_model, work / f"control-{seed}"))
 
     design = compare.Design(list(cfg.grpo.variants), list(cfg.data.in_domain), list(cfg.data.unseen),
-                            list(cfg.evaluate.prompts), cfg.compare.n_resamples)
+                            list(cfg.evaluate.prompts), cfg.evaluate.n_resamples)
     results = compare.analyse(units, design, baselines(sets))
     results["setup"] = {"seeds": list(cfg.compare.seeds), "control": cfg.compare.control,
                         "decoding": json.dumps(decoding(cfg)), "judge": cfg.judge.label if cfg.compare.judge else "off",

@@ -21,32 +21,11 @@ def require_models(cfg) -> None:
             raise FileNotFoundError(f"evaluate.extra_models.{name}: {path} does not exist")
 
 
-def eval_sets(cfg) -> dict:
-    """The test split of every in-domain and unseen set, at most evaluate.max_questions each (0: all)."""
-    from rarl_core.data import load_split
-
-    prepared = require(cfg.paths.prepared, "prepare")
-    sets = {}
-    for name in [*cfg.data.in_domain, *cfg.data.unseen]:
-        frame = load_split(prepared, name, "test")
-        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
-    return sets
-
-
-def decoding(cfg) -> dict[str, object]:
-    """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
-    e = cfg.evaluate
-    if e.temperature == 0:
-        return {"decoding": "greedy", "max_new_tokens": e.max_new_tokens}
-    return {"decoding": "sampling", "temperature": e.temperature, "top_p": e.top_p, "num_samples": e.num_samples,
-            "seed": e.seed, "max_new_tokens": e.max_new_tokens}
-
-
 def run(cfg, ctx: StageContext) -> dict:
     import mlflow
 
-    from rarl_core.evaluate import baselines, evaluate_model, model_paths, paired_comparisons
-    from rarl_core.io import atomic_dir, write_json, write_jsonl
+    from rarl_core.evaluate import baselines, decoding, eval_sets, evaluate_model, model_paths, paired_comparisons
+    from rarl_core.files import atomic_dir, write_json, write_jsonl
     from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
 
@@ -70,7 +49,7 @@ def run(cfg, ctx: StageContext) -> dict:
                 log_artifacts(cfg, tmp / model, "predictions")
             result["models"][model] = metrics
     result["gaps"] = generalisation_gaps(result["models"], cfg.data.in_domain, cfg.data.unseen)
-    result["paired"] = paired_comparisons(scores, [m for m in models if m != "base"])
+    result["paired"] = paired_comparisons(scores, [m for m in models if m != "base"], cfg.evaluate.n_resamples)
     write_json(metrics_file(cfg, "eval"), result)
     return {
         f"{model}/{dataset}/{prompt}/accuracy": m["accuracy"]

@@ -9,7 +9,7 @@ def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
     from rarl_core.grpo import train_grpo
-    from rarl_core.io import write_json
+    from rarl_core.files import write_json
 
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))
     sft_model = require(cfg.paths.sft_model, "sft")

@@ -6,7 +6,7 @@ from tasks.common import StageContext, log_artifacts, require, stage_main
 
 
 def run(cfg, ctx: StageContext) -> dict:
-    from rarl_core.io import atomic_dir
+    from rarl_core.files import atomic_dir
     from rarl_core.merge import merge_adapter
 
     base = require(cfg.paths.sft_model, "sft")

@@ -5,7 +5,6 @@ by the rule written into the report; registers the trained models in the MLflow 
 `champion`; logs the report to MLflow; closes the pipeline's parent run when run by plain `dvc repro`.
 """
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -18,25 +17,12 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_plot_data(folder: Path, tables: dict[str, list[dict]]) -> None:
-    """One CSV per plot under `folder` (replaced whole, so a removed variant leaves no stale curve)."""
-    from rarl_core.io import atomic_dir
-
-    with atomic_dir(folder) as tmp:
-        for name, rows in tables.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["cell"])
-                writer.writeheader()
-                writer.writerows(rows)
-
-
 def run(cfg, ctx: StageContext) -> dict:
     from rarl_core import registry, tracking
-    from rarl_core.io import atomic_file
+    from rarl_core.files import atomic_file
+    from rarl_core.plots import write_plot_data
     from rarl_core.report import ReportInputs, choose_champion, plot_tables, read_inputs, render_html, render_markdown
-    from tasks.evaluate import decoding
+    from rarl_core.evaluate import decoding
 
     if cfg.report.champion_prompt not in cfg.evaluate.prompts:
         raise ConfigError(f"report.champion_prompt {cfg.report.champion_prompt!r} is not in evaluate.prompts "

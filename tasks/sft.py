@@ -8,7 +8,7 @@ from tasks.common import StageContext, is_main_process, log_artifacts, metrics_f
 def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
-    from rarl_core.io import write_json
+    from rarl_core.files import write_json
     from rarl_core.sft import train_sft
 
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))

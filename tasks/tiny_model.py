@@ -8,7 +8,7 @@ from tasks.common import StageContext, require, stage_main
 def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
-    from rarl_core.io import atomic_dir
+    from rarl_core.files import atomic_dir
     from rarl_core.prompts import load_templates
     from rarl_core.tiny_model import build_tiny_model
 

@@ -35,6 +35,23 @@ SMALL = {
 }
 
 
+def shipped_config():
+    """The shipped params.yaml, loaded: what a test starts from, since no config field has a Python default."""
+    from rarl_core.config import load_config
+
+    return load_config(REPO / "params.yaml")
+
+
+def config_with(overrides: dict):
+    """The shipped params with `overrides` ({section: {key: value}}) applied key by key, loaded and validated."""
+    from rarl_core.config import config_from_dict
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
+    return config_from_dict(params)
+
+
 def small_params(root: Path, absolute_paths: bool = True, **overrides: dict) -> Path:
     """Write root/params.yaml: the shipped params with SMALL (and `overrides`) applied, stores under `root`."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())

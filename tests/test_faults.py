@@ -297,9 +297,10 @@ def test_runs_left_running_by_a_dead_process_are_closed(tmp_path):
     import mlflow
 
     from rarl_core import tracking
-    from rarl_core.config import MlflowConfig
+    from tests.conftest import config_with
 
-    cfg = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
+    cfg = config_with({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                  "artifact_root": str(tmp_path / "art")}}).mlflow
     client = mlflow.MlflowClient(tracking.tracking_uri(cfg))
     experiment = tracking.experiment_id(cfg)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

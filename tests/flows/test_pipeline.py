@@ -184,7 +184,7 @@ def test_compare_flow_runs_the_comparison_as_an_experiment(run, tmp_path):
 
     root = run["root"]
     overrides = {"grpo.variants.rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}, "compare.seeds": [0],
-                 "compare.n_resamples": 100, "compare.judge": False}
+                 "evaluate.n_resamples": 100, "compare.judge": False}
     plan = validate_against(CompareParameters(overrides=overrides), root)
     assert plan["stages"] == ["prepare", "augment", "tiny_model", "sft", COMPARE_STAGE]
     assert plan["targets"] == ["compare/dvc.yaml"]

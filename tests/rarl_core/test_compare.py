@@ -25,13 +25,12 @@ from rarl_core.compare import (
     analyse,
     cell_diagnostics,
     control_budget,
-    paired_difference,
     reward_curves,
-    seed_question_ci,
     think_agrees,
     verdict,
 )
-from rarl_core.metrics import bootstrap_ci
+from rarl_core.metrics import bootstrap_ci, paired_bootstrap
+from tests.conftest import config_with
 
 
 def draws(p_per_seed: list[float], n_questions: int = 300, seed: int = 0) -> np.ndarray:
@@ -47,17 +46,17 @@ def draws(p_per_seed: list[float], n_questions: int = 300, seed: int = 0) -> np.
 
 def test_clear_win_is_supported_and_clear_loss_refuted():
     better, worse = draws([0.8, 0.8, 0.8], seed=1), draws([0.5, 0.5, 0.5], seed=2)
-    win = paired_difference(better, worse, n_resamples=1000)
+    win = paired_bootstrap(better, worse, n_resamples=1000)
     assert win["diff"] == pytest.approx(better.mean() - worse.mean())
     assert 0 < win["ci_low"] < win["diff"] < win["ci_high"]
     assert verdict(win["ci_low"], win["ci_high"]) == SUPPORTED
-    loss = paired_difference(worse, better, n_resamples=1000)
+    loss = paired_bootstrap(worse, better, n_resamples=1000)
     assert verdict(loss["ci_low"], loss["ci_high"]) == REFUTED
 
 
 def test_noise_is_not_resolved():
     a, b = draws([0.6, 0.6, 0.6], seed=3), draws([0.6, 0.6, 0.6], seed=4)
-    d = paired_difference(a, b, n_resamples=1000)
+    d = paired_bootstrap(a, b, n_resamples=1000)
     assert d["ci_low"] < 0 < d["ci_high"]
     assert verdict(d["ci_low"], d["ci_high"]) == UNRESOLVED
 
@@ -68,21 +67,21 @@ def test_a_win_that_only_some_seeds_show_is_not_resolved():
     a, b = draws([0.95, 0.35, 0.75], seed=5), draws([0.5, 0.5, 0.5], seed=6)
     question_only_low, _ = bootstrap_ci(a.mean(axis=0) - b.mean(axis=0), n_resamples=1000)
     assert question_only_low > 0.1
-    d = paired_difference(a, b, n_resamples=2000)
+    d = paired_bootstrap(a, b, n_resamples=2000)
     assert d["diff"] > 0.15 and d["ci_low"] < 0
     assert verdict(d["ci_low"], d["ci_high"]) == UNRESOLVED
 
 
 def test_relative_difference_is_the_ratio_minus_one():
     a, b = np.full((2, 10), 0.6), np.full((1, 10), 0.5)
-    d = paired_difference(a, b, n_resamples=200)
+    d = paired_bootstrap(a, b, n_resamples=200)
     assert d["diff"] == pytest.approx(0.1) and d["relative"] == pytest.approx(0.2)
     assert d["rel_low"] == pytest.approx(0.2) and d["rel_high"] == pytest.approx(0.2)
 
 
-def test_paired_difference_needs_the_same_questions():
+def test_paired_bootstrap_needs_the_same_questions():
     with pytest.raises(ValueError, match="same questions"):
-        paired_difference(np.ones((2, 5)), np.ones((2, 6)))
+        paired_bootstrap(np.ones((2, 5)), np.ones((2, 6)), n_resamples=100)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,21 +93,21 @@ def test_seeds_that_disagree_span_the_interval():
     """One seed right on every question, the other wrong on every one: the mean is 0.5, but which seed a user gets
     decides everything, so the interval is the whole [0, 1] (a question-only bootstrap would say [0.5, 0.5])."""
     x = np.stack([np.ones(50), np.zeros(50)])
-    assert seed_question_ci(x, n_resamples=1000) == (0.0, 1.0)
+    assert bootstrap_ci(x, n_resamples=1000) == (0.0, 1.0)
     assert bootstrap_ci(x.mean(axis=0), n_resamples=1000) == (0.5, 0.5)
 
 
 def test_one_seed_is_the_question_bootstrap():
     x = draws([0.7], n_questions=400, seed=7)
-    low, high = seed_question_ci(x, n_resamples=2000)
+    low, high = bootstrap_ci(x, n_resamples=2000)
     ref_low, ref_high = bootstrap_ci(x[0], n_resamples=2000)
     assert low == pytest.approx(ref_low, abs=0.015) and high == pytest.approx(ref_high, abs=0.015)
-    assert seed_question_ci(x, n_resamples=500, seed=1) == seed_question_ci(x, n_resamples=500, seed=1)
+    assert bootstrap_ci(x, n_resamples=500, seed=1) == bootstrap_ci(x, n_resamples=500, seed=1)
 
 
 def test_empty_table_is_an_error():
     with pytest.raises(ValueError, match="seeds x questions"):
-        seed_question_ci([[]])
+        bootstrap_ci([[]], n_resamples=100)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,11 +251,10 @@ def test_analyse_reads_each_claim_and_renders_the_report():
         ({"control": "flops"}, "compare.control must be one of tokens, wall_clock"),
         ({"seeds": []}, "compare.seeds must list at least one seed"),
         ({"seeds": [0, 0]}, "each once"),
-        ({"n_resamples": 10}, "compare.n_resamples must be >= 100"),
     ],
 )
 def test_bad_compare_params_are_rejected(section, message):
     from rarl_core.config import ConfigError, config_from_dict
 
     with pytest.raises(ConfigError, match=message):
-        config_from_dict({"compare": section})
+        config_with({"compare": section})

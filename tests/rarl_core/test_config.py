@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from rarl_core.config import Config, ConfigError, config_from_dict, load_config
+from tests.conftest import config_with
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,19 +56,19 @@ def test_dvc_yaml_templates_only_declared_paths():
 )
 def test_bad_params_are_rejected_with_the_key_named(data, message):
     with pytest.raises(ConfigError) as err:
-        config_from_dict(data)
+        config_with(data)
     assert message in str(err.value)
 
 
 def test_exponent_floats_written_by_dvc_are_numbers():
-    cfg = config_from_dict(yaml.safe_load("grpo:\n  learning_rate: 1e-05\n"))
+    cfg = config_with(yaml.safe_load("grpo:\n  learning_rate: 1e-05\n"))
     assert cfg.grpo.learning_rate == 1e-5
     with pytest.raises(ConfigError, match="grpo.learning_rate must be float"):
-        config_from_dict({"grpo": {"learning_rate": "fast"}})
+        config_with({"grpo": {"learning_rate": "fast"}})
 
 
 def test_ints_are_accepted_for_floats_and_defaults_fill_in():
-    cfg = config_from_dict({"sft": {"learning_rate": 1}})
+    cfg = config_with({"sft": {"learning_rate": 1}})
     assert cfg.sft.learning_rate == 1.0 and isinstance(cfg.sft.learning_rate, float)
     assert cfg.grpo.batch_size % cfg.grpo.num_generations == 0
 

@@ -19,14 +19,14 @@ from PIL import Image
 from rarl_core.config import load_config
 from rarl_core.data import PHASH_MAX_DISTANCE, DataError, bound, load_image, phash, prepare, prepare_dataset
 from tests.conftest import REPO, copy_project, small_params, venv_env
-from tests.rarl_core.test_adapters import data_config, jpeg, png
+from tests.rarl_core.test_readers import data_config, jpeg, png
 
 # Fixtures are not imported (pytest would collect them twice); this module builds its own pictures.
 
 
 @pytest.fixture(scope="module")
 def pictures() -> list[Image.Image]:
-    from rarl_core.adapters import _starter
+    from rarl_core.readers import _starter
 
     examples, _ = _starter(112, 0)
     bases = {}
@@ -121,7 +121,7 @@ def test_stage_writes_good_datasets_and_exits_nonzero_naming_every_failure(tmp_p
     datasets = {
         "starter_a": {"format": "starter", "group": "A"},
         "starter_b": {"format": "starter", "group": "B"},
-        "slake": {"format": "slake", "path": str(tmp_path / "slake")},
+        "slake": {"format": "slake", "path": str(tmp_path / "slake"), "language": "en"},
         "gone": {"format": "generic", "path": str(tmp_path / "nowhere" / "rows.csv")},
     }
     params = small_params(tmp_path, data={"datasets": datasets})

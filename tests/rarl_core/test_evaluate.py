@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rarl_core.config import Config, ConfigError, EvaluateConfig, TinyModelConfig, config_from_dict
+from rarl_core.config import ConfigError
 from rarl_core.evaluate import (
     cell_metrics,
     evaluate_model,
@@ -22,6 +22,7 @@ from rarl_core.evaluate import (
 )
 from rarl_core.metrics import summarize
 from rarl_core.prompts import load_templates
+from tests.conftest import config_with, shipped_config
 
 
 def frame(rows: list[tuple[str, str, list[str]]]) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def test_metric_table_by_answer_type_and_modality():
                   ("no", "closed", [])])
     records = score_rows(data, gens("<think>a</think><answer>yes</answer>", "<think>a</think><answer>lung</answer>",
                                     "<think>a</think><answer>B</answer>", "<think>a</think><answer>yes</answer>"))
-    metrics = cell_metrics(records)
+    metrics = cell_metrics(records, n_resamples=200)
     assert metrics["closed_accuracy"] == 0.5 and metrics["mc_accuracy"] == 1.0
     assert metrics["open_exact"] == 0.0 and metrics["open_recall"] == 0.5 and metrics["open_f1"] == pytest.approx(2 / 3)
     assert metrics["accuracy"] == 0.5
@@ -77,26 +78,28 @@ def test_samples_get_unique_ids_and_questions_are_resampled_whole():
     records = score_rows(data, gens("yes", "no", "no", "no"))  # 2 samples per question, question-major
     assert [r["id"] for r in records] == ["q0#0", "q0#1", "q1#0", "q1#1"]
     assert [r["question_id"] for r in records] == ["q0", "q0", "q1", "q1"]
-    assert cell_metrics(records)["accuracy"] == 0.75
+    assert cell_metrics(records, n_resamples=200)["accuracy"] == 0.75
     with pytest.raises(ValueError, match="multiple"):
         score_rows(data, gens("yes", "no", "no"))
 
 
 def test_generation_kwargs_and_sampling_validation():
-    assert generation_kwargs(EvaluateConfig()) == {"do_sample": False}
-    sampled = EvaluateConfig(temperature=0.7, top_p=0.9, num_samples=4)
+    assert generation_kwargs(config_with({"evaluate": {"temperature": 0.0}}).evaluate) == {"do_sample": False}
+    sampled = config_with({"evaluate": {"temperature": 0.7, "top_p": 0.9, "num_samples": 4}}).evaluate
     assert generation_kwargs(sampled) == {"do_sample": True, "temperature": 0.7, "top_p": 0.9,
                                           "num_return_sequences": 4}
     with pytest.raises(ConfigError, match="num_samples > 1 needs temperature"):
-        EvaluateConfig(num_samples=2)
+        config_with({"evaluate": {"temperature": 0.0, "num_samples": 2}})
+    with pytest.raises(ConfigError, match="evaluate.n_resamples must be >= 100"):
+        config_with({"evaluate": {"n_resamples": 10}})
     with pytest.raises(ConfigError, match="extra_models"):
-        config_from_dict({"evaluate": {"extra_models": {"sft": "models/x"}}})
+        config_with({"evaluate": {"extra_models": {"sft": "models/x"}}})
 
 
 def test_paired_comparisons_pairs_later_minus_earlier():
     scores = {"sft": {"a": {"p": [1.0, 0.0, 0.0, 1.0]}}, "rl": {"a": {"p": [1.0, 1.0, 0.0, 1.0]}},
               "rarl": {"a": {"p": [1.0, 1.0, 1.0, 1.0]}}}
-    paired = paired_comparisons(scores, ["sft", "rl", "rarl"])
+    paired = paired_comparisons(scores, ["sft", "rl", "rarl"], n_resamples=500)
     assert set(paired) == {"rl-vs-sft", "rarl-vs-sft", "rarl-vs-rl"}
     assert paired["rarl-vs-sft"]["a"]["p"]["diff"] == 0.5
     assert paired["rarl-vs-rl"]["a"]["p"]["ci_low"] >= 0
@@ -116,7 +119,8 @@ def tiny(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tiny")
     templates = load_templates()
     corpus = ["Is there a lesion? yes no", "What organ is shown? liver brain", *templates["inference"].values()] * 20
-    build_tiny_model(TinyModelConfig(hidden_size=64, num_layers=2, intermediate_size=128), corpus, root / "model",
+    small = config_with({"tiny_model": {"hidden_size": 64, "num_layers": 2, "intermediate_size": 128}}).tiny_model
+    build_tiny_model(small, corpus, root / "model",
                      3136)
     torch.manual_seed(0)
     peft_model = get_peft_model(load_model(root / "model"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
@@ -133,7 +137,7 @@ def tiny(tmp_path_factory) -> dict:
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny):
-    cfg = Config()
+    cfg = shipped_config()
     model, processor = load_for_eval(tiny["model"], cfg.model, "cpu")
     prompts, images = list(tiny["data"]["question"]), list(tiny["data"]["image_path"])  # lengths differ: padding
     batched = generate(model, processor, prompts, images, max_new_tokens=12, batch_size=3)
@@ -147,7 +151,7 @@ def test_adapter_folder_is_loaded_on_its_base(tiny):
 
     from rarl_core.modeling import load_model
 
-    cfg = Config()
+    cfg = shipped_config()
     merged, processor = load_for_eval(tiny["adapter"], cfg.model, "cpu")
     unmerged = PeftModel.from_pretrained(load_model(tiny["model"]), tiny["adapter"]).eval()
     base = load_model(tiny["model"]).eval()
@@ -161,7 +165,7 @@ def test_adapter_folder_is_loaded_on_its_base(tiny):
 
 
 def test_evaluate_model_samples_n_per_question_and_saves_every_cell(tiny):
-    cfg = config_from_dict({"evaluate": {"prompts": ["plain", "reasoning"], "max_new_tokens": 8, "batch_size": 2,
+    cfg = config_with({"evaluate": {"prompts": ["plain", "reasoning"], "max_new_tokens": 8, "batch_size": 2,
                                          "temperature": 1.0, "num_samples": 2, "seed": 3}})
     saved = {}
     results = evaluate_model(cfg, "mine", tiny["adapter"], {"d": tiny["data"]}, load_templates(),

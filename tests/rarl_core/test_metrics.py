@@ -10,7 +10,7 @@ from rarl_core.metrics import (
     by_modality,
     generalisation_gaps,
     majority_baseline,
-    paired_bootstrap_diff,
+    paired_bootstrap,
     question_means,
     score_histogram,
     summarize,
@@ -119,8 +119,8 @@ def test_bootstrap_ci_covers_mean_and_narrows_with_n():
     rng = np.random.default_rng(1)
     small = rng.binomial(1, 0.7, size=50).astype(float)
     large = rng.binomial(1, 0.7, size=5000).astype(float)
-    lo_s, hi_s = bootstrap_ci(small)
-    lo_l, hi_l = bootstrap_ci(large)
+    lo_s, hi_s = bootstrap_ci(small, n_resamples=1000)
+    lo_l, hi_l = bootstrap_ci(large, n_resamples=1000)
     assert lo_s <= small.mean() <= hi_s
     assert lo_l <= large.mean() <= hi_l
     assert lo_s < hi_s and lo_l < hi_l
@@ -131,21 +131,21 @@ def test_bootstrap_ci_covers_mean_and_narrows_with_n():
 
 
 def test_bootstrap_ci_is_deterministic_and_seeded():
-    values = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
-    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
-    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
+    values = np.random.default_rng(5).normal(size=40)
+    assert bootstrap_ci(values, seed=3, n_resamples=1000) == bootstrap_ci(values, seed=3, n_resamples=1000)
+    assert bootstrap_ci(values, seed=3, n_resamples=1000) != bootstrap_ci(values, seed=4, n_resamples=1000)
 
 
 def test_bootstrap_ci_confidence_widens_interval():
     values = np.random.default_rng(0).normal(size=200)
-    lo90, hi90 = bootstrap_ci(values, confidence=0.90)
-    lo99, hi99 = bootstrap_ci(values, confidence=0.99)
+    lo90, hi90 = bootstrap_ci(values, confidence=0.90, n_resamples=1000)
+    lo99, hi99 = bootstrap_ci(values, confidence=0.99, n_resamples=1000)
     assert lo99 < lo90 < hi90 < hi99
 
 
 def test_bootstrap_ci_constant_and_single_values():
-    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
-    assert bootstrap_ci([1.0]) == (1.0, 1.0)
+    assert bootstrap_ci([0.5] * 10, n_resamples=1000) == (0.5, 0.5)
+    assert bootstrap_ci([1.0], n_resamples=1000) == (1.0, 1.0)
 
 
 def test_bootstrap_ci_large_input_is_chunked_and_exact_length():
@@ -158,10 +158,10 @@ def test_bootstrap_ci_large_input_is_chunked_and_exact_length():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"values": []}, "non-empty"),
-        ({"values": [1.0], "n_resamples": 0}, "n_resamples"),
-        ({"values": [1.0], "confidence": 1.0}, "confidence"),
-        ({"values": [1.0], "confidence": 0.0}, "confidence"),
+        ({"scores": [], "n_resamples": 100}, "non-empty"),
+        ({"scores": [1.0], "n_resamples": 0}, "n_resamples"),
+        ({"scores": [1.0], "n_resamples": 100, "confidence": 1.0}, "confidence"),
+        ({"scores": [1.0], "n_resamples": 100, "confidence": 0.0}, "confidence"),
     ],
 )
 def test_bootstrap_ci_bad_input(kwargs, message):
@@ -169,27 +169,28 @@ def test_bootstrap_ci_bad_input(kwargs, message):
         bootstrap_ci(**kwargs)
 
 
-def test_paired_bootstrap_diff_detects_a_consistent_gain():
+def test_paired_bootstrap_detects_a_consistent_gain():
     rng = np.random.default_rng(2)
     b = rng.binomial(1, 0.5, size=400).astype(float)
     a = b.copy()
     flip = np.flatnonzero(b == 0)[:40]  # a is right on 40 more questions, never worse
     a[flip] = 1.0
-    diff, lo, hi = paired_bootstrap_diff(a, b)
-    assert diff == pytest.approx(0.1)
-    assert 0.0 < lo <= diff <= hi
+    d = paired_bootstrap(a, b, n_resamples=1000)
+    assert d["diff"] == pytest.approx(0.1)
+    assert 0.0 < d["ci_low"] <= d["diff"] <= d["ci_high"]
 
 
-def test_paired_bootstrap_diff_sign_and_null():
+def test_paired_bootstrap_sign_and_null():
     same = [1.0, 0.0, 1.0, 1.0]
-    assert paired_bootstrap_diff(same, same) == (0.0, 0.0, 0.0)
-    diff, lo, hi = paired_bootstrap_diff([0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0])
-    assert diff == -0.5 and lo <= diff <= hi <= 0.0
+    d = paired_bootstrap(same, same, n_resamples=1000)
+    assert (d["diff"], d["ci_low"], d["ci_high"]) == (0.0, 0.0, 0.0)
+    d = paired_bootstrap([0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0], n_resamples=1000)
+    assert d["diff"] == -0.5 and d["ci_low"] <= d["diff"] <= d["ci_high"] <= 0.0
 
 
-def test_paired_bootstrap_diff_length_mismatch():
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_bootstrap_diff([1.0, 0.0], [1.0])
+def test_paired_bootstrap_length_mismatch():
+    with pytest.raises(ValueError, match="same questions"):
+        paired_bootstrap([1.0, 0.0], [1.0], n_resamples=100)
 
 
 def test_question_means_average_samples_of_one_question():

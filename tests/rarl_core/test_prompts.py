@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rarl_core.config import AugmentConfig
+from tests.conftest import config_with
 from rarl_core.prompts import augment, inference_prompt, load_templates, question_text, target_text
 
 
@@ -19,8 +19,12 @@ def rows(n=20):
     return pd.DataFrame(out)
 
 
+def augment_cfg(**values):
+    return config_with({"augment": values}).augment
+
+
 def test_variants_are_distinct_styles_and_deterministic():
-    cfg = AugmentConfig(variants_per_question=3)
+    cfg = augment_cfg(variants_per_question=3)
     first, second = augment(rows(), cfg, load_templates()), augment(rows(), cfg, load_templates())
     pd.testing.assert_frame_equal(first, second)
     assert len(first) == 60
@@ -30,23 +34,23 @@ def test_variants_are_distinct_styles_and_deterministic():
 
 
 def test_multiple_choice_style_only_where_choices_exist():
-    out = augment(rows(), AugmentConfig(variants_per_question=4), load_templates())
+    out = augment(rows(), augment_cfg(variants_per_question=4), load_templates())
     mc = out[out["style"] == "multiple_choice"]
     assert len(mc) == 5 and (mc["answer_type"] == "multiple_choice").all()
     assert mc["prompt_text"].str.contains("Options: A. CT B. MRI C. X-ray D. ultrasound").all()
 
 
 def test_style_weights_and_seed_change_the_mix():
-    only_short = augment(rows(), AugmentConfig(1, {"short": 1.0, "explain": 0.0}), load_templates())
+    only_short = augment(rows(), augment_cfg(variants_per_question=1, styles={"short": 1.0, "explain": 0.0}), load_templates())
     assert set(only_short["style"]) == {"short"}
-    a = augment(rows(), AugmentConfig(1, seed=1), load_templates())["style"].tolist()
-    b = augment(rows(), AugmentConfig(1, seed=2), load_templates())["style"].tolist()
+    a = augment(rows(), augment_cfg(variants_per_question=1, seed=1), load_templates())["style"].tolist()
+    b = augment(rows(), augment_cfg(variants_per_question=1, seed=2), load_templates())["style"].tolist()
     assert a != b
 
 
 def test_unknown_style_is_an_error():
     with pytest.raises(ValueError, match="poetic"):
-        augment(rows(), AugmentConfig(1, {"poetic": 1.0}), load_templates())
+        augment(rows(), augment_cfg(variants_per_question=1, styles={"poetic": 1.0}), load_templates())
 
 
 def test_inference_prompts_and_targets():

@@ -10,7 +10,6 @@ import re
 import pytest
 from PIL import Image
 
-from rarl_core.config import config_from_dict
 from rarl_core.judge import RUBRIC_LABEL
 from rarl_core.report import (
     SECTION_KEYS,
@@ -22,6 +21,7 @@ from rarl_core.report import (
     render_html,
     render_markdown,
 )
+from tests.conftest import config_with
 
 
 def cell(acc: float, low: float, high: float, n: int = 10) -> dict:
@@ -71,7 +71,7 @@ def test_rows_are_flat_and_carry_judge_scores():
 def test_read_comparison_rows_in_evaluation_order(tmp_path):
     import json
 
-    cfg = config_from_dict({"paths": {"metrics": str(tmp_path)}, "data": {"in_domain": ["starter_a"],
+    cfg = config_with({"paths": {"metrics": str(tmp_path)}, "data": {"in_domain": ["starter_a"],
                                                                          "unseen": ["starter_b"]}})
     one = {"starter_b": {"reasoning": cell(0.5, 0.4, 0.6), "plain": cell(0.5, 0.4, 0.6)},
            "starter_a": {"plain": cell(0.5, 0.4, 0.6)}}
@@ -177,7 +177,7 @@ def test_registry_reuses_versions_and_moves_the_champion_alias(tmp_path):
 
     from rarl_core import registry, tracking
 
-    cfg = config_from_dict({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    cfg = config_with({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                                        "artifact_root": str(tmp_path / "artifacts")}})
     parent = tracking.start_pipeline_run(cfg.mlflow, "hash")
     (tmp_path / "weights").mkdir()

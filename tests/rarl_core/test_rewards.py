@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from rarl_core.config import REWARD_NAMES
 from rarl_core.rewards import (
-    DEFAULT_WEIGHTS,
+    REWARD_FUNCS,
     accuracy_reward,
     completion_text,
     format_reward,
     reasoning_reward,
-    score_batch,
     think_conclusion,
 )
 
@@ -248,53 +248,14 @@ def test_think_conclusion(think, expected):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# score_batch and helpers
+# names
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def test_score_batch_default_weights():
-    completions = [GOOD_YES, "yes", "<think>t</think><answer>yes</answer><answer>no</answer>"]
-    out = score_batch(completions, answer=["yes", "yes", "no"], answer_type=["closed"] * 3, choices=None,
-                      question=[MRI_Q] * 3)
-    assert out["format"] == [1.0, 0.0, 0.0]
-    assert out["accuracy"] == [1.0, 0.0, 1.0]
-    assert out["total"] == [1.0, 0.0, 0.5]
-    assert set(out) == {"format", "accuracy", "reasoning", "total"}
-    assert dict(DEFAULT_WEIGHTS) == {"format": 1.0, "accuracy": 1.0, "reasoning": 0.0}
-
-
-def test_score_batch_custom_weights():
-    wrong = GOOD_YES.replace("<answer>yes", "<answer>no")
-    out = score_batch([GOOD_YES, wrong], answer=["yes", "yes"], answer_type=["closed"] * 2, choices=[[], []],
-                      question=[MRI_Q] * 2, weights={"accuracy": 3, "reasoning": 1})
-    assert out["reasoning"] == [1.0, 0.0]
-    assert out["total"] == [1.0, 0.0]
-    out = score_batch([wrong], answer=["yes"], answer_type=["closed"], choices=None, question=[MRI_Q],
-                      weights={"format": 1, "accuracy": 1, "reasoning": 2})
-    assert out["total"] == [pytest.approx(0.25)]
-
-
-@pytest.mark.parametrize(
-    ("weights", "message"),
-    [
-        ({"format": 1, "style": 1}, "style"),
-        ({"format": -1, "accuracy": 1}, "format"),
-        ({"format": 0, "accuracy": 0}, "zero"),
-    ],
-)
-def test_score_batch_rejects_bad_weights(weights, message):
-    with pytest.raises(ValueError, match=message):
-        score_batch([GOOD_YES], answer=["yes"], answer_type=["closed"], choices=None, weights=weights)
-
-
-def test_score_batch_length_mismatch():
-    with pytest.raises(ValueError, match="differ in length"):
-        score_batch([GOOD_YES], answer=["yes"], answer_type=["closed"], choices=None, question=[MRI_Q, MRI_Q])
 
 
 def test_reward_function_names_for_trl_logging():
     assert [f.__name__ for f in (format_reward, accuracy_reward, reasoning_reward)] == [
         "format_reward", "accuracy_reward", "reasoning_reward"]
+    assert tuple(REWARD_FUNCS) == REWARD_NAMES  # the names grpo.variants weights
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def compare_params(workspace: dict, root: Path, **grpo) -> Path:
     params["paths"] |= {"compare": str(root / "compare"), "checkpoints": str(root / "checkpoints")}
     params["mlflow"] |= {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": str(root / "artifacts")}
     params["grpo"] |= {"max_steps": 2, **grpo}
-    params["compare"] = {"seeds": [0], "control": "tokens", "judge": True, "n_resamples": 200}
+    params["compare"] = {"seeds": [0], "control": "tokens", "judge": True}
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path

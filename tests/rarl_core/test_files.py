@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rarl_core.io import atomic_dir, atomic_file, read_jsonl, write_jsonl
+from rarl_core.files import atomic_dir, atomic_file, read_jsonl, write_jsonl
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):

@@ -59,7 +59,7 @@ def test_rarl_serve_starts_everything_on_localhost_and_stops_on_ctrl_c(tmp_path)
     env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
     started = time.monotonic()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", "serve", "--prefect-port", str(prefect_port), "--mlflow-port",
+        [sys.executable, "-m", "rarl.cli", "serve", "--prefect-port", str(prefect_port), "--mlflow-port",
          str(mlflow_port)], cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:

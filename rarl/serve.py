@@ -138,19 +138,19 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _get(url: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
+def _get(url: str, wait_s: float = 3.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(url, timeout=wait_s) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, b""
 
 
-def _post(url: str, body: dict, timeout_s: float = 5.0) -> tuple[int, bytes]:
+def _post(url: str, body: dict, wait_s: float = 5.0) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(request, timeout=wait_s) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, b""
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rarl serve: run it from the project root (prefect.yaml and {args.params} not found in {project})",
               file=sys.stderr)
         return 2
-    from tasks.cli import pipeline_env
+    from tasks.common import pipeline_env
 
     env = pipeline_env()
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # offline, LiteLLM's cost-map fetch deadlocks `mlflow server`

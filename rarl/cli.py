@@ -7,7 +7,6 @@ Only the standard library is imported here, so `rarl --help` is instant.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,17 +25,9 @@ STAGE_HELP = {
 }
 
 
-def pipeline_env() -> dict[str, str]:
-    """The environment for DVC's stage commands: this interpreter's bin first on PATH, so `python -m tasks.x`
-    runs in the same environment as `rarl`, even when the virtualenv is not activated."""
-    from tasks.common import QUIET_ENV
-
-    env = {**QUIET_ENV, **os.environ}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
-
-
 def dvc(*args: str) -> int:
+    from tasks.common import pipeline_env
+
     return subprocess.call([sys.executable, "-m", "dvc", *args], env=pipeline_env())
 
 
@@ -112,11 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["judge"]:
-        from tasks.judge import main as judge_main
-
         return judge_main(argv[1:])
     if argv[:1] == ["serve"]:
-        from tasks.serve import main as serve_main
+        from rarl.serve import main as serve_main
 
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -157,6 +146,54 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nReport: {report} (MLflow UI: see README, 'Compare runs')")
         return code
     return dvc("repro", "--single-item", args.command, *force)
+
+
+def judge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rarl judge", description="Score predictions with the judge of params.yaml "
+                                "(the offline rubric by default, or any LiteLLM model).")
+    p.add_argument("predictions", metavar="PREDICTIONS", type=Path,
+                   help="JSONL with id, question, answer (reference) and completion per line")
+    p.add_argument("--out", required=True, type=Path, metavar="SCORES", help="output JSONL of scores, input order")
+    p.add_argument("--model", help="override judge.model ('rubric' or a LiteLLM model string)")
+    p.add_argument("--api-base", dest="api_base", help="override judge.api_base (OpenAI-compatible server URL)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    return p
+
+
+def judge_main(argv: list[str]) -> int:
+    """`rarl judge PREDICTIONS --out SCORES`: the judge: section of params.yaml, --model/--api-base applied on top.
+
+    Exit codes: 0 done; 1 too many rows could not be scored (the scores file is still written); 2 bad input or config.
+    """
+    args = judge_parser().parse_args(argv)
+    from rarl_core.config import ConfigError, JudgeConfig, section_from_dict
+
+    try:
+        import yaml
+
+        if not args.params.is_file():
+            raise ConfigError(f"{args.params} not found: run from the project root or pass --params")
+        section = dict((yaml.safe_load(args.params.read_text()) or {}).get("judge") or {})
+        section |= {key: getattr(args, key) for key in ("model", "api_base") if getattr(args, key) is not None}
+        cfg = section_from_dict(JudgeConfig, section, "judge")
+        from rarl_core.judge import JudgeFailed, judge_file, summarize_scores
+
+        run = judge_file(args.predictions, args.out, cfg)
+    except ConfigError as exc:
+        print(f"rarl judge: error: {args.params}: {exc}", file=sys.stderr)
+        return 2
+    except JudgeFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"rarl judge: error: {exc}", file=sys.stderr)
+        return 2
+    s = summarize_scores(run.scores)
+    means = ("n/a" if s["mean_correctness"] is None
+             else f"correctness {s['mean_correctness']:.3f}, reasoning {s['mean_reasoning']:.3f}")
+    print(f"judge [{run.judge}]: {s['n_scored']} scored, {s['n_errors']} errors; {means}; "
+          f"{run.calls} calls, {run.cache_hits} cache hits, {run.elapsed_s:.1f}s -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

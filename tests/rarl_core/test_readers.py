@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from rarl_core import adapters
+from rarl_core import readers
 from rarl_core.config import ConfigError, config_from_dict
 from rarl_core.data import DataError, prepare_dataset, window
+from tests.conftest import config_with
 
 # Identifiers of the DICOM basic de-identification profile, set to values that must never leave the file.
 SENTINELS = {
@@ -41,7 +42,7 @@ SENTINELS = {
 @pytest.fixture(scope="module")
 def pictures() -> list[Image.Image]:
     """Distinct real pictures: the first augmentation of each starter base image (the set is cached in-process)."""
-    examples, _ = adapters._starter(112, 0)
+    examples, _ = readers._starter(112, 0)
     seen, out = set(), []
     for e in examples:
         base = e.source.rsplit("#aug", 1)[0]
@@ -67,7 +68,7 @@ def data_config(datasets: dict[str, dict], train: list[str] | None = None, unsee
     """A validated DataConfig, exactly as params.yaml's data section would give it."""
     train = train or [next(iter(datasets))]
     section = {"datasets": datasets, "train": train, "in_domain": [], "unseen": list(unseen), **options}
-    return config_from_dict({"data": section}).data
+    return config_with({"data": section}).data
 
 
 def run(name: str, data, out: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
@@ -190,7 +191,7 @@ def test_slake_json_with_language_filter_and_validation_split(tmp_path, pictures
         "validation": [slake_row("xmlab2/source.jpg", "Where is the liver?", "Right", qid=6)],
         "test": [slake_row("xmlab3/source.jpg", "Is this an MRI?", "No", kind="CLOSED", qid=7)],
     })
-    data = data_config({"slake": {"format": "slake", "path": str(root)}}, max_quarantine_fraction=0.5)
+    data = data_config({"slake": {"format": "slake", "path": str(root), "language": "en"}}, max_quarantine_fraction=0.5)
     card, frame, quarantine = run("slake", data, tmp_path / "out")
     assert card["by_split"] == {"train": 2, "validation": 1, "test": 1}
     assert reasons(quarantine) == {"other_language": 1, "unknown_answer_type": 1, "missing_image": 1}
@@ -209,7 +210,7 @@ def test_slake_bad_json_or_missing_keys_stop_naming_the_file(tmp_path, pictures)
     root = tmp_path / "slake"
     write_slake(root, pictures, {"test": [slake_row("xmlab0/source.jpg", "q", "a")]})
     (root / "train.json").write_text('[{"img_name": "xmlab0/source.jpg",\n "question": }]')
-    data = data_config({"slake": {"format": "slake", "path": str(root)}})
+    data = data_config({"slake": {"format": "slake", "path": str(root), "language": "en"}})
     with pytest.raises(DataError, match=r"train\.json: not valid JSON \(Expecting value at line 2 column 14\)"):
         prepare_dataset("slake", data.datasets["slake"], data, tmp_path / "out" / "slake")
     (root / "train.json").write_text(json.dumps([{"img_name": "xmlab0/source.jpg", "question": "q"}]))
@@ -220,7 +221,7 @@ def test_slake_bad_json_or_missing_keys_stop_naming_the_file(tmp_path, pictures)
 def test_slake_without_its_image_folder_says_so(tmp_path):
     (tmp_path / "slake").mkdir()
     (tmp_path / "slake" / "test.json").write_text(json.dumps([slake_row("xmlab0/source.jpg", "q", "a")]))
-    data = data_config({"slake": {"format": "slake", "path": str(tmp_path / "slake")}})
+    data = data_config({"slake": {"format": "slake", "path": str(tmp_path / "slake"), "language": "en"}})
     with pytest.raises(DataError, match=r"slake/imgs: image folder not found; expected .*unzipped imgs/"):
         prepare_dataset("slake", data.datasets["slake"], data, tmp_path / "out" / "slake")
 
@@ -363,7 +364,7 @@ def test_window_is_the_dicom_linear_formula():
 
 def test_missing_path_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    data = data_config({"x": {"format": "slake", "path": "downloads/slake/en"}})
+    data = data_config({"x": {"format": "slake", "path": "downloads/slake/en", "language": "en"}})
     with pytest.raises(DataError, match=r"downloads/slake/en not found .*train\.json, validation\.json"):
         prepare_dataset("x", data.datasets["x"], data, tmp_path / "out")
 
@@ -372,7 +373,7 @@ def test_hub_id_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = data_config({"rad": {"format": "vqa_rad", "path": "flaviagiammarino/vqa-rad"},
-                        "slake": {"format": "slake", "path": "BoKelvin/SLAKE"}})
+                        "slake": {"format": "slake", "path": "BoKelvin/SLAKE", "language": "en"}})
     with pytest.raises(DataError) as err:
         prepare_dataset("rad", data.datasets["rad"], data, tmp_path / "out")
     message = str(err.value)
@@ -418,7 +419,7 @@ def test_hub_id_online_goes_through_datasets(tmp_path, monkeypatch, pictures):
         ({"format": "starter", "group": "A", "path": "x"}, "the starter format is built in"),
         ({"format": "pmc_vqa", "path": "x", "language": "zh"}, "language applies only to the slake format"),
         ({"format": "vqa_rad", "path": "x", "images": "imgs"}, "images does not apply to 'vqa_rad'"),
-        ({"format": "slake", "path": "x", "split_files": {"dev": "dev.json"}}, "split_files names split 'dev'"),
+        ({"format": "slake", "path": "x", "split_files": {"dev": "dev.json", "language": "en"}}, "split_files names split 'dev'"),
         ({"format": "generic", "path": "x.csv", "split_files": {"train": "a.csv"}}, "split_files does not apply"),
     ],
 )

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 def test_help_lists_stages_without_heavy_imports():
     code = (
         "import sys, contextlib, io\n"
-        "from tasks.cli import main\n"
+        "from rarl.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         "    try: main(['--help'])\n"
@@ -27,7 +27,7 @@ def test_help_lists_stages_without_heavy_imports():
 
 
 def test_check_validates_params(tmp_path):
-    from tasks.cli import main
+    from rarl.cli import main
 
     assert main(["check", "--params", str(REPO / "params.yaml")]) == 0
     bad = tmp_path / "params.yaml"
@@ -38,7 +38,7 @@ def test_check_validates_params(tmp_path):
 def test_compare_runs_its_own_pipeline_file(monkeypatch, capsys):
     """`rarl compare` is `dvc repro compare/dvc.yaml`; `-S` makes it a DVC experiment, checked before DVC starts;
     `--force` re-runs the comparison only, not the stages it needs."""
-    from tasks import cli
+    from rarl import cli
 
     calls = []
     monkeypatch.chdir(REPO)

@@ -53,13 +53,13 @@ def remove_stale_temps(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
+def atomic_file(path: str | Path, open_mode: str = "w") -> Iterator[Any]:
     """Open a temporary sibling of `path` for writing; rename it over `path` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with os.fdopen(fd, open_mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
