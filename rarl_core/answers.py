@@ -416,6 +416,9 @@ def _reference_index(reference: str, choices: Sequence[str]) -> int:
 
 
 def _score_open(pred: str, reference: str) -> AnswerScore:
+    """Exact canonical match, else token F1, after an answer phrase ("The answer is ...", "I think it is ...") is
+    dropped: the phrase frames the answer, it is not part of it."""
+    pred = _LEAD_IN.sub("", pred, count=1)
     pred_tokens = answer_tokens(pred)
     correct = bool(pred_tokens) and pred_tokens == answer_tokens(reference)
     f1 = 1.0 if correct else token_f1(pred, reference)

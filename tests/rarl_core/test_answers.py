@@ -424,6 +424,8 @@ def test_choice_index_reads_the_letter_first(text, expected):
         ("tumour", "tumor"),
         ("centre", "center"),
         ("Pancreas", "pancreas"),
+        ("The answer is liver.", "liver"),  # an answer phrase frames the answer
+        ("I think it is the liver", "liver"),
     ],
 )
 def test_open_answers_match_across_numbers_plurals_and_spelling(pred, ref):
