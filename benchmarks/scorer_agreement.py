@@ -236,8 +236,8 @@ def vlm_r1_extract_choice(text: str) -> str | None:
         return None
     if len(found) == 1:
         return found[0]
-    keywords = ["答案", "选择", "正确", "是", "对", "answer", "correct", "choose", "select", "right", "认为", "应该",
-                "觉得", "think", "believe", "should"]
+    keywords = ["答案", "选择", "正确", "是", "对", "answer", "correct", "choose", "select", "right", "认为",
+                "应该", "觉得", "think", "believe", "should"]
     scores = {c: 0 for c in found}
     for c in found:
         pos = text.find(c)

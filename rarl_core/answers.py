@@ -30,24 +30,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rarl_core.answer_text import (
-    ANAPHORA,
-    CONJUNCTIONS,
-    NEGATIVE_PREDICATES,
-    NEGATORS,
-    NO_WORDS,
-    POLAR_REFERENCES,
-    POSITIVE_PREDICATES,
-    STOPWORDS,
-    VERDICT_WORDS,
-    YES_WORDS,
-    answer_phrase,
-    answer_tokens,
-    clauses,
-    has_phrase,
-    hedged,
-    names_closed_word,
-    normalize,
+from rarl_core.answer_text import (  # the word tables; STOPWORDS, normalize and singular are re-exported
+    ANAPHORA, CONJUNCTIONS, NEGATIVE_PREDICATES, NEGATORS, NO_WORDS, POLAR_REFERENCES, POSITIVE_PREDICATES, STOPWORDS,
+    VERDICT_WORDS, YES_WORDS, answer_phrase, answer_tokens, clauses, has_phrase, hedged, names_closed_word, normalize,
     singular,
 )
 
