@@ -1,7 +1,8 @@
 """Closed/open VQA metrics as the papers users compare against compute them, each labelled with its definition.
 
-Our own headline, `rarl/accuracy (all types pooled)`, is the share of all questions `answers.score_answer` counts
-correct (closed, open exact and multiple choice together), which no published table reports. The definitions here
+Our own headline, "rarl/accuracy (all types pooled)" (key `POOLED_ACCURACY`), is the share of all questions
+`answers.score_answer` counts correct (closed, open exact and multiple choice together), which no published table
+reports. The definitions here
 let a VQA-RAD/SLAKE/PathVQA run be read beside LLaVA-Med's, MultiMedEval's (MedGemma and others report with it) and
 MedEvalKit's tables. Each is re-implemented from its source (named in its docstring), not imported: the scripts
 are not packages, and each needs a different stack (nltk, torchmetrics, rouge) for a few lines of counting.
@@ -27,7 +28,10 @@ from fractions import Fraction
 
 from rarl_core.answers import ANSWER_TYPES, final_answer
 
-POOLED_ACCURACY = "rarl/accuracy (all types pooled)"
+# Keys are valid MLflow metric names (slashes, word characters, ".", "-", spaces), logged as
+# eval/<dataset>/<prompt>/<key>; the pooled accuracy's label for tables says what it is.
+POOLED_ACCURACY = "rarl/accuracy_pooled"
+POOLED_ACCURACY_LABEL = "rarl/accuracy (all types pooled)"
 
 DEFINITIONS: dict[str, str] = {
     "rarl": "Our scorer (rarl_core.answers): closed by yes/no label or the named closed word, open by exact "

@@ -207,6 +207,12 @@ def test_a_bad_record_names_its_row():
         published_metrics([record("CLOSED", "yes", "yes")])
 
 
+def test_keys_are_valid_mlflow_metric_names():
+    import re
+
+    assert all(re.fullmatch(r"[/\w.\- ]+", key) for key in published_metrics(TABLE))
+
+
 def test_every_key_prefix_has_its_sentence():
     keys = published_metrics(TABLE)
     assert {key.split("/")[0] for key in keys} == set(DEFINITIONS)
