@@ -50,7 +50,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rarl_core.answers import choice_index, closed_label, normalize, parse_completion, score_answer
+from rarl_core.answers import (
+    STOPWORDS,
+    choice_index,
+    closed_label,
+    normalize,
+    parse_completion,
+    score_answer,
+    singular,
+)
 from rarl_core.config import REWARD_NAMES
 
 
@@ -60,14 +68,6 @@ LENGTH_FADE_WORDS = 200  # words past MAX_THINK_WORDS over which the length chec
 QUESTION_WORDS_NEEDED = 2
 VISUAL_ONLY_CREDIT = 0.25
 NGRAM = 3
-
-_STOPWORDS = frozenset("""
-a an the this that these those there here it its is are was were be been being am do does did done has have had
-of in on at to for from by with and or but if as into onto over under than then so thus therefore hence
-what which where when who whom whose why how any some all each both either neither other such
-can could would should will shall may might must i you he she we they me my your our their his her them us
-yes no not answer question please one two
-""".split())
 
 _VISUAL_WORDS = frozenset("""
 image images imaging picture photo photograph scan scans slice slices view views shows show shown showing
@@ -191,7 +191,7 @@ def _reasoning_score(text: str, question: str | None, answer_type: str | None, c
     if not parsed.think:
         return 0.0
     raw = normalize(parsed.think).split()
-    words = [_stem(t) for t in raw]
+    words = [singular(t) for t in raw]
     agreement = _agreement_score(parsed.think, parsed.answer, answer_type, choices)
     if agreement is None:
         return 0.0
@@ -205,21 +205,16 @@ def _reasoning_score(text: str, question: str | None, answer_type: str | None, c
     return sum(checks) / len(checks)
 
 
-def _stem(token: str) -> str:
-    """Crude plural folding ("lesions" -> "lesion") so grounding and agreement survive number changes."""
-    return token[:-1] if len(token) > 3 and token.endswith("s") and not token.endswith("ss") else token
-
-
 def _content_tokens(text: str | None, keep_all: bool = False) -> list[str]:
     """Normalised, plural-folded tokens; without keep_all, stopwords and generic visual words are dropped first."""
     tokens = normalize(text).split()
     if not keep_all:
-        tokens = [t for t in tokens if t not in _STOPWORDS and not _is_visual(t)]
-    return [_stem(t) for t in tokens]
+        tokens = [t for t in tokens if t not in STOPWORDS and not _is_visual(t)]
+    return [singular(t) for t in tokens]
 
 
 def _is_visual(token: str) -> bool:
-    return token in _VISUAL_WORDS or _stem(token) in _VISUAL_WORDS
+    return token in _VISUAL_WORDS or singular(token) in _VISUAL_WORDS
 
 
 def _mentions_visual(tokens: list[str]) -> bool:
