@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
-from rarl_core.answers import choice_index, closed_label, normalize, parse_completion
+from rarl_core.answers import choice_index, closed_label, normalize, parse_completion, reference_label
 from rarl_core.config import Config
 from rarl_core.metrics import bootstrap_ci, paired_bootstrap, question_means, summarize
 from rarl_core.report import Section, Table, page_html, page_markdown, pct, pts
@@ -226,7 +226,7 @@ def cell_diagnostics(records: Sequence[Mapping]) -> dict[str, float | None]:
     agreement = [a for a in (think_agrees(r) for r in records) if a is not None]
     closed = [r for r in records if r["answer_type"] == "closed"]
     given = [label for label in (closed_label(r["parsed_answer"]) for r in closed) if label]
-    truth = [label for label in (closed_label(r["answer"]) for r in closed) if label]
+    truth = [label for label in (reference_label(r["answer"]) for r in closed) if label]
     return {
         "accuracy": summary.get("accuracy"),
         "format_rate": summary.get("format_rate"),

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from rarl_core.answers import parse_completion, score_answer
+from rarl_core.answers import final_answer, parse_completion, score_answer
 from rarl_core.config import Config, ConfigError, EvaluateConfig, ModelConfig
 from rarl_core.metrics import (
     bootstrap_ci,
@@ -61,15 +61,6 @@ def decoding(cfg: Config) -> dict[str, object]:
         return {"decoding": "greedy", "max_new_tokens": e.max_new_tokens}
     return {"decoding": "sampling", "temperature": e.temperature, "top_p": e.top_p, "num_samples": e.num_samples,
             "seed": e.seed, "max_new_tokens": e.max_new_tokens}
-
-
-def extract_answer(completion: str) -> str | None:
-    """The answer of a completion. Unlike the rewards, evaluation reads a reply with no tags at all as the answer:
-    a base model was never taught the tags, and the question is whether it knows, not whether it formats."""
-    parsed = parse_completion(completion)
-    if parsed.answer is not None:
-        return parsed.answer
-    return completion.strip() or None if "<" not in completion else None
 
 
 def load_for_eval(path: str | Path, model_cfg: ModelConfig, device: str | None = None):
@@ -139,7 +130,7 @@ def score_rows(frame: pd.DataFrame, generations: list[dict]) -> list[dict]:
     for i, gen in enumerate(generations):
         row = frame.iloc[i // per_question]
         sample = i % per_question
-        answer = extract_answer(gen["completion"])
+        answer = final_answer(gen["completion"])
         score = score_answer(answer, row["answer"], row["answer_type"], row["choices"])
         records.append(
             {

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rarl_core.answers import _NEGATORS, closed_label, normalize, parse_completion, score_answer
+from rarl_core.answer_text import NEGATORS
+from rarl_core.answers import closed_label, final_answer, normalize, parse_completion, reference_label, score_answer
 from rarl_core.judge.prompt import JudgeScore
 
 MIN_THINK_WORDS = 5
@@ -26,21 +27,13 @@ at by for from to with and or be it its any image picture shown show shows seen 
 """.split())
 
 
-def answer_of(completion: str) -> str | None:
-    """The answer as evaluation reads it: the tagged answer, else an untagged reply taken whole."""
-    parsed = parse_completion(completion)
-    if parsed.answer is not None:
-        return parsed.answer
-    return completion.strip() or None if "<" not in completion else None
-
-
 def _answer_type(reference: str, answer_type: str | None, choices: Sequence[str]) -> str:
     """The row's answer type, or, for a bare prediction file without one, what the reference looks like."""
     if answer_type:
         return answer_type
     if len(choices):
         return "multiple_choice"
-    return "closed" if normalize(reference) in ("yes", "no") else "open"
+    return "closed" if reference_label(reference) is not None else "open"
 
 
 def _correctness(pred: str | None, reference: str, answer_type: str, choices: Sequence[str]) -> tuple[int, str]:
@@ -51,7 +44,7 @@ def _correctness(pred: str | None, reference: str, answer_type: str, choices: Se
         return 3, f"{answer_type} answer matches"
     if answer_type != "open":
         return 0, f"{answer_type} answer does not match"
-    if bool(_NEGATORS & set(normalize(pred).split())) != bool(_NEGATORS & set(normalize(reference).split())):
+    if bool(NEGATORS & set(normalize(pred).split())) != bool(NEGATORS & set(normalize(reference).split())):
         return 0, "negation differs from the reference"
     if score.recall == 1.0 or score.f1 >= 0.5:
         return 2, f"covers the reference with differences (F1 {score.f1:.2f}, recall {score.recall:.2f})"
@@ -90,7 +83,7 @@ def rubric_score(question: str, reference: str, completion: str, answer_type: st
                  choices: Sequence[str] = ()) -> JudgeScore:
     """The deterministic offline judge of one completion, on the LLM judge's 0-3 scales, with its reasons."""
     completion = completion or ""
-    pred = answer_of(completion)
+    pred = final_answer(completion)
     kind = _answer_type(reference, answer_type, choices)
     c, c_why = _correctness(pred, reference, kind, choices)
     r, r_why = _reasoning(parse_completion(completion).think, question, pred)
