@@ -51,7 +51,7 @@ def build_tiny(cfg, folder: Path) -> str:
 
 def questions(cfg, n: int, folder: Path) -> pd.DataFrame:
     """The first n in-domain test questions, or n synthetic ones on plain-colour images."""
-    from rarl_core.data import load_split
+    from rarl_core.schema import load_split
 
     prepared = Path(cfg.paths.prepared)
     if (prepared / cfg.data.in_domain[0] / "data.parquet").is_file():

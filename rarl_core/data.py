@@ -19,9 +19,11 @@ import hashlib
 import io
 import logging
 import os
+import struct
 import sys
 import threading
 import warnings
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -33,12 +35,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from rarl_core.readers import DataError, ImageRef, RawRow, Source, read
+from rarl_core.readers import ImageRef, RawRow, Source, read
 from rarl_core.config import DataConfig, DatasetSpec
 from rarl_core.files import atomic_dir, atomic_file, write_json, write_jsonl
-from rarl_core.schema import ANSWER_TYPES, COLUMNS, SPLITS
+from rarl_core.schema import ANSWER_TYPES, COLUMNS, SPLITS, DataError
 
-__all__ = ["DataError", "load_split", "prepare", "prepare_dataset"]
+__all__ = ["DataError", "prepare", "prepare_dataset"]
 
 # Reasons a row is quarantined. other_language is a choice (data.datasets.<name>.language), not a defect.
 REASONS = {
@@ -204,11 +206,29 @@ def phash(image: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The image as an 8-bit RGB PNG whose bytes depend on its pixels only, on every machine.
+
+    Hand-written (30 lines) because no encoder at hand guarantees that: Pillow's wheels bundle zlib-ng, which picks
+    its compressor for the CPU at run time, so the same pixels gave different PNG bytes on two machines (and a
+    teammate's dvc.lock never matched). This uses CPython's zlib at a fixed level, one "Up" filter for every row.
+    """
+    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    height, width, _ = pixels.shape
+    up = np.concatenate([pixels[:1], pixels[1:] - pixels[:-1]]).reshape(height, width * 3)  # uint8 wraps mod 256
+    raw = np.concatenate([np.full((height, 1), 2, np.uint8), up], axis=1).tobytes()  # filter type 2 per row
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 9))
+            + _png_chunk(b"IEND", b""))
+
+
 def save_image(image: Image.Image, images_dir: Path) -> str:
     """Write `image` as PNG named by the hash of its bytes; identical images share one file."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", optimize=False)
-    data = buffer.getvalue()
+    data = png_bytes(image)
     name = hashlib.sha256(data).hexdigest()[:32] + ".png"
     target = images_dir / name
     if not target.exists():  # two workers may race on one picture: write aside, rename (same bytes either way)
@@ -610,15 +630,3 @@ def prepare(data: DataConfig, prepared_dir: Path) -> tuple[dict[str, dict], dict
         cards[name] = card
         print("\n".join(count_lines(card)), flush=True)
     return {n: cards[n] for n in data.datasets if n in cards}, failures
-
-
-def load_split(prepared_dir: Path, name: str, split: str) -> pd.DataFrame:
-    """Rows of one split of a prepared dataset, with `image_path` resolved to the PNG file."""
-    path = Path(prepared_dir) / name / "data.parquet"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
-    frame = pd.read_parquet(path)
-    frame = frame[frame["split"] == split].reset_index(drop=True)
-    frame["image_path"] = [str(Path(prepared_dir) / name / "images" / image) for image in frame["image"]]
-    frame["choices"] = [list(c) for c in frame["choices"]]
-    return frame

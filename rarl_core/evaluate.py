@@ -45,22 +45,13 @@ def model_paths(cfg: Config) -> dict[str, str]:
 
 def eval_sets(cfg: Config) -> dict[str, pd.DataFrame]:
     """The test split of every in-domain and unseen set, at most evaluate.max_questions each (0: all)."""
-    from rarl_core.data import load_split
+    from rarl_core.schema import load_split
 
     sets = {}
     for name in [*cfg.data.in_domain, *cfg.data.unseen]:
         frame = load_split(cfg.paths.prepared, name, "test")
         sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
     return sets
-
-
-def decoding(cfg: Config) -> dict[str, object]:
-    """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
-    e = cfg.evaluate
-    if e.temperature == 0:
-        return {"decoding": "greedy", "max_new_tokens": e.max_new_tokens}
-    return {"decoding": "sampling", "temperature": e.temperature, "top_p": e.top_p, "num_samples": e.num_samples,
-            "seed": e.seed, "max_new_tokens": e.max_new_tokens}
 
 
 def load_for_eval(path: str | Path, model_cfg: ModelConfig, device: str | None = None):

@@ -24,13 +24,9 @@ import pandas as pd
 from PIL import Image
 
 from rarl_core.config import DATASET_LAYOUTS, DataConfig, DatasetSpec
-from rarl_core.schema import SPLITS
+from rarl_core.schema import SPLITS, DataError
 
 ImageRef = bytes | Path | Image.Image  # encoded bytes, a file (image or DICOM), or a decoded picture (starter set)
-
-
-class DataError(ValueError):
-    """A dataset is malformed: the message names the file/row and what to do."""
 
 
 @dataclass

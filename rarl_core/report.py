@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rarl_core import plots
 from rarl_core.config import Config
-from rarl_core.judge import RUBRIC_LABEL
+from rarl_core.config import RUBRIC_LABEL
 
 # ----------------------------------------------------------------------------------------------------------------
 # Rows and the champion

@@ -1,10 +1,16 @@
 """The one row schema every dataset is normalised to.
 
-Prepared data is a parquet table per dataset with exactly these columns. Adapters (starter set, VQA-RAD, SLAKE, ...)
-produce rows of this shape, so that every later stage reads one format.
+Prepared data is a parquet table per dataset with exactly these columns. Readers (starter set, VQA-RAD, SLAKE, ...)
+produce rows of this shape, so that every later stage reads one format, through `load_split`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+class DataError(ValueError):
+    """A dataset is malformed or missing: the message names the file/row and what to do."""
+
 
 ANSWER_TYPES = ("closed", "open", "multiple_choice")
 # SLAKE and PathVQA publish a validation split. It is kept as its own split rather than folded into train: no stage
@@ -26,3 +32,17 @@ COLUMNS = {
     "reasoning": "a short explanation true by construction, used as the SFT <think> target; '' when none",
     "source": "where the row came from (file and row/frame), for tracing back; never a patient identifier",
 }
+
+
+def load_split(prepared_dir: str | Path, name: str, split: str):
+    """Rows of one split of a prepared dataset, with `image_path` resolved to the PNG file."""
+    import pandas as pd
+
+    path = Path(prepared_dir) / name / "data.parquet"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    frame = pd.read_parquet(path)
+    frame = frame[frame["split"] == split].reset_index(drop=True)
+    frame["image_path"] = [str(Path(prepared_dir) / name / "images" / image) for image in frame["image"]]
+    frame["choices"] = [list(c) for c in frame["choices"]]
+    return frame

@@ -7,7 +7,7 @@ from tasks.common import StageContext, require, stage_main
 def run(cfg, ctx: StageContext) -> dict:
     import pandas as pd
 
-    from rarl_core.data import load_split
+    from rarl_core.schema import load_split
     from rarl_core.files import atomic_dir
     from rarl_core.prompts import augment, load_templates
 

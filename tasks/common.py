@@ -149,7 +149,7 @@ def stage_main(
         print(f"error: {err}", file=sys.stderr)
         return 2
     from rarl_core import tracking
-    from rarl_core.data import DataError
+    from rarl_core.schema import DataError
 
     main_process = is_main_process()
     parent = tracking.parent_run_id(cfg.mlflow, params_hash(args.params)) if main_process else ""

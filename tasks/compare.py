@@ -64,7 +64,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.prompts import load_templates
     from rarl_core.report import sections_markdown
     from rarl_core.tracking import child_run
-    from rarl_core.evaluate import decoding, eval_sets
+    from rarl_core.evaluate import eval_sets
 
     started, cpu_started = time.perf_counter(), time.process_time()
     check_variants(cfg)
@@ -113,7 +113,7 @@ def run(cfg, ctx: StageContext) -> dict:
                             list(cfg.evaluate.prompts), cfg.evaluate.n_resamples)
     results = compare.analyse(units, design, baselines(sets))
     results["setup"] = {"seeds": list(cfg.compare.seeds), "control": cfg.compare.control,
-                        "decoding": json.dumps(decoding(cfg)), "judge": cfg.judge.label if cfg.compare.judge else "off",
+                        "decoding": json.dumps(cfg.evaluate.decoding()), "judge": cfg.judge.label if cfg.compare.judge else "off",
                         "host": f"{platform.node()}, {platform.processor() or platform.machine()}"}
     results["wall_time_s"] = time.perf_counter() - started
     results["cpu_time_s"] = time.process_time() - cpu_started  # all threads: on a shared machine, the work done

@@ -24,7 +24,7 @@ def require_models(cfg) -> None:
 def run(cfg, ctx: StageContext) -> dict:
     import mlflow
 
-    from rarl_core.evaluate import baselines, decoding, eval_sets, evaluate_model, model_paths, paired_comparisons
+    from rarl_core.evaluate import baselines, eval_sets, evaluate_model, model_paths, paired_comparisons
     from rarl_core.files import atomic_dir, write_json, write_jsonl
     from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
@@ -42,7 +42,7 @@ def run(cfg, ctx: StageContext) -> dict:
                 scores.setdefault(model, {}).setdefault(dataset, {})[prompt] = question_means(records)
 
             with ctx.child_run(cfg, f"eval: {model}", {"rarl.stage": "evaluate", "rarl.model": model}):
-                mlflow.log_params({"model": model, "model_path": path, **decoding(cfg)})
+                mlflow.log_params({"model": model, "model_path": path, **cfg.evaluate.decoding()})
                 metrics = evaluate_model(cfg, model, path, sets, templates, save)
                 mlflow.log_metrics(numeric(metrics, "eval/"))
                 mlflow.log_metrics(numeric(result["baselines"], "baseline/"))

@@ -22,7 +22,6 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.files import atomic_file
     from rarl_core.plots import write_plot_data
     from rarl_core.report import ReportInputs, choose_champion, plot_tables, read_inputs, render_html, render_markdown
-    from rarl_core.evaluate import decoding
 
     if cfg.report.champion_prompt not in cfg.evaluate.prompts:
         raise ConfigError(f"report.champion_prompt {cfg.report.champion_prompt!r} is not in evaluate.prompts "
@@ -41,7 +40,7 @@ def run(cfg, ctx: StageContext) -> dict:
         rewards={v: h for v in cfg.grpo.variants if (h := registry.reward_history(cfg, ctx.parent_run_id, v))},
         registered_model=cfg.report.registered_model,
         registered=registry.register_models(cfg, ctx.parent_run_id, candidates, champion),
-        decoding=", ".join(f"{k}={v}" for k, v in decoding(cfg).items()),
+        decoding=", ".join(f"{k}={v}" for k, v in cfg.evaluate.decoding().items()),
     )
     import mlflow
 

@@ -50,6 +50,13 @@ class EvaluateConfig:
                 raise ConfigError(f"evaluate.extra_models: {name!r} must be a simple name (letters, digits, _), "
                                   f"not one of {RESERVED_MODEL_NAMES}")
 
+    def decoding(self) -> dict[str, object]:
+        """The decoding settings, logged with every eval run so a sampled run is never mistaken for a greedy one."""
+        if self.temperature == 0:
+            return {"decoding": "greedy", "max_new_tokens": self.max_new_tokens}
+        return {"decoding": "sampling", "temperature": self.temperature, "top_p": self.top_p,
+                "num_samples": self.num_samples, "seed": self.seed, "max_new_tokens": self.max_new_tokens}
+
 
 RUBRIC_MODEL = "rubric"  # judge.model naming the offline rubric judge (rarl_core/judge), not a LiteLLM model
 RUBRIC_LABEL = "rubric (offline)"

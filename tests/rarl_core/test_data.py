@@ -195,3 +195,15 @@ def test_dvc_push_then_pull_restores_the_prepared_data(tmp_path):
     after = {p.relative_to(root): p.read_bytes() for p in prepared.rglob("*") if p.is_file()}
     assert after == before and len(before) > 400
     assert "Data and pipelines are up to date" in dvc("status", "prepare")
+
+
+def test_png_bytes_depend_on_the_pixels_only():
+    """Prepared images must be byte-identical on every machine (Pillow's zlib-ng output depends on the CPU): the
+    encoder round-trips and gives these exact bytes, here and on CI."""
+    from rarl_core.data import png_bytes
+
+    pixels = (np.arange(64 * 48 * 3) * 37 % 251).astype(np.uint8).reshape(48, 64, 3)
+    data = png_bytes(Image.fromarray(pixels))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), pixels)
+    assert hashlib.sha256(data).hexdigest() == "daf31f961062524dfd2679f9ad20dfdd66892fc0822fb55d045b35a1b3ad396d"
+    assert png_bytes(Image.fromarray(pixels).convert("L").convert("RGB")) != data
