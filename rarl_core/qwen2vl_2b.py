@@ -17,7 +17,7 @@ import copy
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2VLConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from rarl_core.modeling import QwenVLImageProcessor
@@ -103,7 +103,7 @@ def build_qwen2vl_2b(out_dir: Path, *, text_layers: int, vision_depth: int, min_
     tokenizer = build_qwen2_tokenizer()  # first: a missing ranks file fails before minutes of initialisation
     config = qwen2vl_2b_config(text_layers, vision_depth)
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
     model.generation_config = GenerationConfig(**HUB_GENERATION_CONFIG)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
     processor = QwenVLImageProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
