@@ -76,10 +76,14 @@ def load_for_eval(path: str | Path, model_cfg: ModelConfig, device: str | None =
 
 
 def generation_kwargs(cfg: EvaluateConfig) -> dict:
-    """`model.generate` settings: greedy when temperature is 0, else sampling with num_samples per question."""
+    """`model.generate` settings: greedy when temperature is 0, else sampling with num_samples per question.
+
+    top_k is set (0: off) because generate fills every unset value from the checkpoint's generation_config.json,
+    and Qwen2-VL-2B-Instruct's says top_k 1: sampling would silently be greedy, n identical samples per question.
+    """
     if cfg.temperature == 0:
         return {"do_sample": False}
-    return {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p,
+    return {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0,
             "num_return_sequences": cfg.num_samples}
 
 

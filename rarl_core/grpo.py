@@ -20,11 +20,27 @@ from rarl_core.modeling import load_model, load_processor
 from rarl_core.checkpoints import last_checkpoint
 from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
 
+# Qwen2-VL's vision special tokens: prompts spell their images with them, a completion must never hold one
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+
 
 def grpo_dataset(frame: pd.DataFrame):
     """Prompt rows for GRPO; the reference columns reach the reward functions as keyword arguments."""
     extra = {"answer": "answer", "answer_type": "answer_type", "choices": "choices", "question": "question"}
     return vision_dataset(frame, "prompt_text", extra)
+
+
+def vision_token_ban(tokenizer, use_vllm: bool) -> dict:
+    """GRPOConfig.generation_kwargs that keep sampled completions free of the vision special tokens.
+
+    A completion holding <|image_pad|> breaks the policy forward that follows ("Image features and image tokens do
+    not match": it counts as one more image token). TRL suppresses that one token only when transformers generates;
+    with vLLM the ban has to reach SamplingParams, which spell it `bad_words`.
+    """
+    if use_vllm:
+        return {"bad_words": list(VISION_TOKENS)}
+    ids = [tokenizer.convert_tokens_to_ids(token) for token in VISION_TOKENS]
+    return {"suppress_tokens": [i for i in ids if i is not None and i != tokenizer.unk_token_id]}
 
 
 def train_grpo(
@@ -71,6 +87,7 @@ def train_grpo(
         gradient_checkpointing=g.gradient_checkpointing,
         use_vllm=g.use_vllm,
         vllm_mode="colocate",
+        generation_kwargs=vision_token_ban(processor.tokenizer, g.use_vllm),
         logging_steps=g.logging_steps,
         seed=g.seed,
         save_strategy="steps",

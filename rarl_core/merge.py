@@ -23,7 +23,9 @@ def _probe_inputs(processor):
 
 
 def merge_adapter(cfg: Config, base: Path, adapter: Path, out_dir: Path) -> dict:
-    """Merge `adapter` into `base`, save to `out_dir`, and return the max logit difference on a probe input."""
+    """Merge `adapter` into `base`, save to `out_dir`; return the max logit difference the merge made on a probe
+    input, and the adapter's own effect (adapter on vs off): an adapter that never moved (e.g. GRPO steps whose
+    rewards had no spread leave LoRA's B at zero) merges with difference 0, which then proves nothing."""
     from peft import PeftModel
 
     if not (adapter / "adapter_config.json").is_file():
@@ -33,8 +35,10 @@ def merge_adapter(cfg: Config, base: Path, adapter: Path, out_dir: Path) -> dict
     inputs = _probe_inputs(processor)
     with torch.no_grad():
         before = model(**inputs).logits
+        with model.disable_adapter():
+            effect = float((before - model(**inputs).logits).abs().max())
         merged = model.merge_and_unload().eval()
         after = merged(**inputs).logits
     merged.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    return {"merge_max_logit_diff": float((before - after).abs().max())}
+    return {"merge_max_logit_diff": float((before - after).abs().max()), "adapter_max_logit_effect": effect}

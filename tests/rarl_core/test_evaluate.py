@@ -86,7 +86,7 @@ def test_samples_get_unique_ids_and_questions_are_resampled_whole():
 def test_generation_kwargs_and_sampling_validation():
     assert generation_kwargs(config_with({"evaluate": {"temperature": 0.0}}).evaluate) == {"do_sample": False}
     sampled = config_with({"evaluate": {"temperature": 0.7, "top_p": 0.9, "num_samples": 4}}).evaluate
-    assert generation_kwargs(sampled) == {"do_sample": True, "temperature": 0.7, "top_p": 0.9,
+    assert generation_kwargs(sampled) == {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0,
                                           "num_return_sequences": 4}
     with pytest.raises(ConfigError, match="num_samples > 1 needs temperature"):
         config_with({"evaluate": {"temperature": 0.0, "num_samples": 2}})

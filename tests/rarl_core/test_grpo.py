@@ -39,3 +39,14 @@ def test_grpo_optimises_an_easy_reward(sft_workspace, tmp_path):
                          reward_funcs={"format": brevity})  # the reward takes the weight of the variant's one name
     assert metrics["reward_last"] > metrics["reward_first"] + 0.25, metrics
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_grpo_generation_bans_every_vision_token_for_both_backends():
+    """A sampled <|image_pad|> breaks the next forward ("Image features and image tokens do not match"): all five
+    vision tokens are banned, by id for transformers' generate and by text for vLLM's SamplingParams."""
+    from rarl_core.grpo import VISION_TOKENS, vision_token_ban
+    from rarl_core.qwen2_tokenizer import build_qwen2_tokenizer
+
+    tokenizer = build_qwen2_tokenizer()
+    assert vision_token_ban(tokenizer, use_vllm=False) == {"suppress_tokens": [151652, 151653, 151654, 151655, 151656]}
+    assert vision_token_ban(tokenizer, use_vllm=True) == {"bad_words": list(VISION_TOKENS)}
