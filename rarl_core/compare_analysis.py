@@ -55,18 +55,22 @@ def score_cell(records: Sequence[Mapping], judge=None) -> dict:
 def evaluate_unit(cfg: Config, model: str, seed: int | None, path: str | Path, sets: Mapping, templates: Mapping,
                   train: dict | None = None) -> tuple[dict, dict]:
     """Evaluate one trained model (the evaluate stage's generation and scoring, the `evaluate:` settings) on every
-    set x prompt. Returns the unit (model, seed, train summary, scored cells) and its predictions by dataset, prompt."""
+    set x prompt, with the real images and each image control. Returns the unit (model, seed, train summary, scored
+    cells: a cell's `controls` hold each control's per-question scores) and its predictions by dataset, prompt and
+    control (None: the real images)."""
     from rarl_core.evaluate import evaluate_model
 
-    predictions: dict[str, dict[str, list[dict]]] = {}
+    predictions: dict[str, dict[str, dict[str | None, list[dict]]]] = {}
 
-    def keep(dataset: str, prompt: str, records: list[dict]) -> None:
-        predictions.setdefault(dataset, {})[prompt] = records
+    def keep(dataset: str, prompt: str, records: list[dict], control: str | None) -> None:
+        predictions.setdefault(dataset, {}).setdefault(prompt, {})[control] = records
 
     started, began = time.perf_counter(), time.time()
     evaluate_model(cfg, model if seed is None else f"{model} seed {seed}", str(path), sets, templates, keep)
     judge = cfg.judge if cfg.compare.judge else None
-    cells = {d: {p: score_cell(records, judge) for p, records in per_p.items()} for d, per_p in predictions.items()}
+    cells = {d: {p: score_cell(by_control[None], judge) | {
+        "controls": {c: {"scores": question_means(records)} for c, records in by_control.items() if c is not None}}
+        for p, by_control in per_p.items()} for d, per_p in predictions.items()}
     unit = {"model": model, "seed": seed, "train": train, "cells": cells, "eval_seconds": time.perf_counter() - started,
             "started": began, "finished": time.time()}
     return unit, predictions
@@ -129,8 +133,30 @@ def analyse(units: Sequence[Mapping], design: Design, baselines: Mapping[str, fl
     return {
         "design": dataclasses.asdict(design), "baselines": dict(baselines), "accuracy": accuracy, "paired": paired,
         "claims": _claims(units, design), "diagnostics": _diagnostics(units, design),
+        "image_controls": _image_controls(units, design),
         "training": _training(units, design), "curves": _mean_curves(units, design),
     }
+
+
+def _image_controls(units: Sequence[Mapping], design: Design) -> dict:
+    """Per dataset x prompt x model: accuracy with each image control (mean, CI over seeds and questions) and the
+    image-reliance gap, real minus control on the same questions (paired over seeds and questions)."""
+    out: dict = {}
+    for dataset in design.datasets:
+        for prompt in design.prompts:
+            for model in design.models:
+                mine = [u for u in units if u["model"] == model]
+                if not mine:
+                    continue
+                real = score_table(units, model, [dataset], prompt)
+                for control in mine[0]["cells"][dataset][prompt].get("controls", {}):
+                    x = [u["cells"][dataset][prompt]["controls"][control]["scores"] for u in mine]
+                    low, high = bootstrap_ci(x, design.n_resamples)
+                    gap = paired_bootstrap(real, x, design.n_resamples)
+                    out.setdefault(dataset, {}).setdefault(prompt, {}).setdefault(model, {})[control] = {
+                        "mean": float(np.mean(x)), "ci_low": low, "ci_high": high,
+                        "reliance": {k: gap[k] for k in ("diff", "ci_low", "ci_high")}}
+    return out
 
 
 def _accuracy_cell(x: list[list[float]], design: Design) -> dict:
@@ -217,5 +243,8 @@ def summary_metrics(results: Mapping) -> dict:
                        for p, per_m in per_p.items() for m, cell in per_m.items()}
     out["paired"] = {f"{pair}/{d}/{p}": cell["diff"] for pair, per_d in results["paired"].items()
                      for d, per_p in per_d.items() for p, cell in per_p.items()}
+    out["image_reliance"] = {f"{d}/{p}/{m}/{c}": v["reliance"]["diff"]
+                             for d, per_p in results.get("image_controls", {}).items() for p, per_m in per_p.items()
+                             for m, per_c in per_m.items() for c, v in per_c.items()}
     out |= {key: results.get(key) for key in ("wall_time_s", "train_seconds", "eval_seconds")}
     return out

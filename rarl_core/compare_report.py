@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from rarl_core.compare import CONTROL, REFUTED, SFT, SUPPORTED, UNRESOLVED
 from rarl_core.compare_analysis import verdict
 from rarl_core.plots import compare_accuracy_figure, differences_figure, reward_figure
-from rarl_core.report import Section, Table, page_html, page_markdown, pct, pts
+from rarl_core.pages import Section, Table, page_html, page_markdown, pct, pts
 
 
 def _ci(low: float | None, high: float | None, fmt=pct) -> str:
@@ -26,6 +26,7 @@ def build_sections(results: Mapping, figures: bool = True) -> list[Section]:
     design = results["design"]
     sections = [_verdict_section(results), _setup_section(results)]
     sections.append(_accuracy_section(results, design, figures))
+    sections.append(_image_controls_section(results))
     sections.append(_paired_section(results, figures))
     sections.append(_diagnostics_section(results, design))
     sections.append(_training_section(results, figures))
@@ -74,11 +75,45 @@ def _accuracy_section(results: Mapping, design: Mapping, figures: bool) -> Secti
             for model, c in per_model.items():
                 rows.append([f"{dataset} ({group})", prompt, _label(model), str(c["n_seeds"]), str(c["n_questions"]),
                              pct(c["mean"]), pct(c["sd"]), _ci(c["ci_low"], c["ci_high"]),
-                             " ".join(pct(v) for v in c["per_seed"]), pct(results["baselines"].get(dataset))])
+                             " ".join(pct(v) for v in c["per_seed"]),
+                             pct(results["baselines"].get(dataset, {}).get("majority")),
+                             pct(results["baselines"].get(dataset, {}).get("blind_prior"))])
     header = ["dataset", "prompt", "model", "seeds", "questions", "accuracy", "sd (seeds)", "95% CI", "per seed",
-              "baseline"]
+              "majority", "blind prior"]
     figure = compare_accuracy_figure(results, _label) if figures else None
     return Section("accuracy", "Accuracy", text, [Table(header, rows)], figure)
+
+
+def _image_controls_section(results: Mapping) -> Section:
+    """Does each model look at the image? Accuracy with real, blank and shuffled images, the reliance gap, warnings."""
+    text = ["Accuracy in % with the real image, a blank (mid-grey) image of the same size and images shuffled across "
+            "questions (means over seeds and questions); `real - blank` is the image-reliance gap in points with a "
+            "bootstrap 95% interval over seeds and the same questions. A model that does not beat its own "
+            "blank-image score, or the blind prior, is not shown to look at the image: its verdicts above say "
+            "nothing about learning from images."]
+    rows, warnings = [], []
+    for dataset, per_prompt in results.get("image_controls", {}).items():
+        blind = results["baselines"].get(dataset, {}).get("blind_prior")
+        for prompt, per_model in per_prompt.items():
+            for model, controls in per_model.items():
+                real = results["accuracy"][dataset][prompt][model]["mean"]
+                gaps = {c: v["reliance"] for c, v in controls.items()}
+                rows.append([_label(model), dataset, prompt, pct(real), *(pct(controls.get(c, {}).get("mean"))
+                                                                          for c in ("blank", "shuffled")),
+                             *(f"{pts(g['diff'])} {_ci(g['ci_low'], g['ci_high'], pts)}" if (g := gaps.get(c))
+                               else "-" for c in ("blank", "shuffled")), pct(blind)])
+                if (g := gaps.get("blank")) and g["ci_low"] <= 0:
+                    warnings.append(f"{_label(model)} on {dataset} ({prompt}) is no better with the real image than "
+                                    f"with a blank one ({pts(g['diff'])} points {_ci(g['ci_low'], g['ci_high'], pts)})")
+                if blind is not None and real <= blind:
+                    warnings.append(f"{_label(model)} on {dataset} ({prompt}): {pct(real)}% does not beat the blind "
+                                    f"prior ({pct(blind)}%)")
+    if not rows:
+        text.append("The image controls are off (evaluate.image_controls is empty).")
+    text += [f"Warning: {w}." for w in warnings]
+    header = ["model", "dataset", "prompt", "real", "blank", "shuffled", "real - blank [95% CI]",
+              "real - shuffled [95% CI]", "blind prior"]
+    return Section("image-controls", "Does each model look at the image?", text, [Table(header, rows)])
 
 
 def _paired_section(results: Mapping, figures: bool) -> Section:

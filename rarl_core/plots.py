@@ -147,7 +147,7 @@ def compare_accuracy_figure(results: Mapping, label=str) -> bytes:
                 ax.bar(x, 100 * c["mean"], width, yerr=err, capsize=3, color=f"C{i}",
                        label=label(model) if j == 0 else None)
                 ax.plot([x] * len(c["per_seed"]), [100 * v for v in c["per_seed"]], "k.", markersize=4)
-        baseline = results["baselines"].get(dataset)
+        baseline = results["baselines"].get(dataset, {}).get("majority")
         if baseline is not None:
             ax.axhline(100 * baseline, color="black", linestyle="dashed", linewidth=1)
         ax.set_xticks(range(len(prompts)), prompts)
@@ -172,6 +172,35 @@ def differences_figure(results: Mapping) -> bytes:
     ax.invert_yaxis()
     ax.set_xlabel("accuracy difference (points), 95% CI")
     return _png(fig)
+
+
+def plot_tables(rows: list[dict], gaps: Mapping[str, Mapping[str, float]],
+                rewards: Mapping[str, Mapping[str, list]]) -> dict[str, list[dict]]:
+    """CSV rows for DVC's plots, by file name under paths.plots: accuracy, gap, judge (in %), rewards per variant;
+    from the report's comparison rows (rarl_core.report.comparison_rows), generalisation gaps and reward curves."""
+
+    def in_percent(x: float | None) -> float | None:
+        return None if x is None else round(100 * x, 2)
+
+    tables = {
+        "accuracy.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}", "model": r["model"],
+                          "dataset": r["dataset"], "prompt": r["prompt"], "accuracy": in_percent(r["accuracy"]),
+                          "ci_low": in_percent(r["ci_low"]), "ci_high": in_percent(r["ci_high"]),
+                          "baseline": in_percent(r["baseline"])}
+                         for r in rows],
+        "gap.csv": [{"cell": f"{model} · {prompt}", "model": model, "prompt": prompt, "gap": in_percent(gap)}
+                    for model, per_prompt in gaps.items()
+                    for prompt, gap in per_prompt.items()],
+        "judge.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}",
+                       "correctness": in_percent(r["judge_correctness"]), "reasoning": in_percent(r["judge_reasoning"])}
+                      for r in rows],
+    }
+    for variant, curves in rewards.items():
+        steps = sorted({step for curve in curves.values() for step, _ in curve})
+        by_key = {key.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward"): dict(curve)
+                  for key, curve in curves.items()}
+        tables[f"rewards/{variant}.csv"] = [{"step": s, **{k: v.get(s) for k, v in by_key.items()}} for s in steps]
+    return tables
 
 
 def write_plot_data(folder: Path, tables: dict[str, list[dict]]) -> None:

@@ -47,7 +47,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.compare import check_seed
     from rarl_core.evaluate import baselines, eval_sets
     from rarl_core.files import atomic_file, write_json
-    from rarl_core.report import sections_markdown
+    from rarl_core.pages import sections_markdown
     from rarl_core.tracking import end_pipeline_run
 
     check_seed(cfg, None)

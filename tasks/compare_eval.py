@@ -48,8 +48,10 @@ def run(cfg, ctx: StageContext) -> dict:
     with atomic_dir(args.out) as tmp:
         write_json(tmp / "unit.json", unit)
         for dataset, per_prompt in predictions.items():
-            for prompt, records in per_prompt.items():
-                write_jsonl(tmp / "predictions" / dataset / f"{prompt}.jsonl", records)
+            for prompt, by_control in per_prompt.items():
+                for control, records in by_control.items():
+                    folder = tmp / "predictions" / dataset / (f"controls/{control}" if control else "")
+                    write_jsonl(folder / f"{prompt}.jsonl", records)
     mlflow.log_params({"model": args.model, "seed": args.seed, **cfg.evaluate.decoding()})
     diagnostics = {d: {p: c["diagnostics"] for p, c in per_p.items()} for d, per_p in unit["cells"].items()}
     mlflow.log_metrics(numeric(diagnostics, "eval/"))
