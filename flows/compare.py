@@ -110,7 +110,10 @@ def compare(params: CompareParameters = CompareParameters(), project_dir: str | 
         tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
         raise
     markdown = publish(cfg, params, None, parent, outcomes)
-    tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    if all(outcome == "unchanged" for outcome in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
+        logger.info("every stage was up to date: no MLflow parent run is kept for this run")
+    else:
+        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
     return markdown
 
 

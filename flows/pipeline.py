@@ -264,7 +264,10 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
             logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
         raise
     markdown = publish(cfg, params, experiment, parent, outcomes)
-    tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    if all(outcome == "unchanged" for outcome in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
+        logger.info("every stage was up to date: no MLflow parent run is kept for this run")
+    else:
+        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
     return markdown
 
 

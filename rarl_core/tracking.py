@@ -48,19 +48,44 @@ def tracking_uri(cfg: MlflowConfig) -> str:
     return uri
 
 
+# The MLflow UI opens an experiment in its GenAI view unless told it holds model training (MLflow 3's kind tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(cfg: MlflowConfig) -> str:
-    """Point MLflow at the configured store and return the experiment's id, creating it with the artifact root."""
+    """Point MLflow at the configured store and return the experiment's id, creating it with the artifact root (and
+    the tag that opens it in the UI's model-training view)."""
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri(cfg))
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
+        if experiment.tags.get("mlflow.experimentKind") is None:  # made by an older version, or by hand
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return experiment.experiment_id
     root = cfg.artifact_root
     if "://" not in root:
         path = project_path(root)
         path.mkdir(parents=True, exist_ok=True)
         root = path.as_uri()
-    return mlflow.create_experiment(cfg.experiment, artifact_location=root)
+    return mlflow.create_experiment(cfg.experiment, artifact_location=root, tags=EXPERIMENT_KIND)
+
+
+def log_dataset(frame, source: str, name: str, context: str) -> None:
+    """A dataset as an MLflow input of the active run (the UI's Datasets column): its name, source, digest, schema."""
+    import mlflow.data
+
+    _mlflow().log_input(mlflow.data.from_pandas(frame, source=source, name=name), context=context)
+
+
+def drop_if_empty(cfg: MlflowConfig, run_id: str) -> bool:
+    """Delete a parent run that holds no nested run (a pipeline run in which DVC found every stage up to date):
+    an empty run in the UI reads as a run that did something. True when deleted."""
+    client = _mlflow().MlflowClient()
+    if client.search_runs([experiment_id(cfg)], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                          max_results=1):
+        return False
+    client.delete_run(run_id)
+    return True
 
 
 def start_pipeline_run(cfg: MlflowConfig, params_hash: str, run_name: str = "pipeline") -> str:

@@ -28,6 +28,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core.files import atomic_dir, write_json, write_jsonl
     from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
+    from rarl_core.tracking import log_dataset
 
     sets = eval_sets(cfg)  # names a missing prepare stage first
     models = model_paths(cfg)
@@ -46,6 +47,9 @@ def run(cfg, ctx: StageContext) -> dict:
 
             with ctx.child_run(cfg, f"eval: {model}", {"rarl.stage": "evaluate", "rarl.model": model}):
                 mlflow.log_params({"model": model, "model_path": path, **cfg.evaluate.decoding()})
+                for dataset, frame in sets.items():
+                    log_dataset(frame, str(Path(cfg.paths.prepared) / dataset),
+                                f"{dataset}/test", "evaluation")
                 metrics = evaluate_model(cfg, model, path, sets, templates, save)
                 mlflow.log_metrics(numeric(metrics, "eval/"))
                 mlflow.log_metrics(numeric(result["baselines"], "baseline/"))
