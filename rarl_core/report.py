@@ -87,12 +87,6 @@ def read_inputs(cfg: Config) -> tuple[dict, dict | None]:
     return in_order(evaluation, *order), in_order(judge, *order)
 
 
-def read_comparison_rows(cfg: Config) -> list[dict]:
-    """`comparison_rows` of the last evaluation (and judge run, if any), read from paths.metrics."""
-    evaluation, judge = read_inputs(cfg)
-    return comparison_rows(evaluation, cfg.data.in_domain, cfg.data.unseen, judge)
-
-
 def champion_rule(prompt: str) -> str:
     """The champion rule, in words: written into the report and the registered model's description."""
     return (f"Among the trained models (SFT and each GRPO variant; never the base, which was not trained, nor an "

@@ -128,7 +128,6 @@ class StageContext:
     """What a stage needs besides its config: where MLflow runs go, its command-line arguments."""
 
     stage: str
-    params_path: Path
     parent_run_id: str
     variant: str | None = None
     work_dir: Path | None = None  # a training stage's checkpoint folder (see rarl_core/checkpoints.py)
@@ -209,7 +208,7 @@ def stage_main(
 
     main_process = is_main_process()
     parent = tracking.parent_run_id(cfg.mlflow, params_hash(args.params)) if main_process else ""
-    ctx = StageContext(stage, Path(args.params), parent, variant, args=args)
+    ctx = StageContext(stage, parent, variant, args=args)
     name, tags = (f"{stage}: {variant}", {"rarl.stage": stage, "rarl.variant": variant}) if variant else (stage, {"rarl.stage": stage})
     tracked = Tracked(parent, name, tags)
     try:

@@ -16,7 +16,7 @@ from rarl_core.report import (
     ReportInputs,
     choose_champion,
     comparison_rows,
-    read_comparison_rows,
+    read_inputs,
     render_html,
     render_markdown,
 )
@@ -83,14 +83,16 @@ def test_read_comparison_rows_in_evaluation_order(tmp_path):
            "starter_a": {"plain": cell(0.5, 0.4, 0.6)}}
     models = {m: one for m in sorted(["base", "sft", "rl", "rarl"])}
     (tmp_path / "eval.json").write_text(json.dumps({"baselines": {"starter_a": {"majority": 0.3, "blind_prior": 0.3}}, "models": models}))
-    rows = read_comparison_rows(cfg)
+    rows = comparison_rows(*read_inputs(cfg)[:1], cfg.data.in_domain, cfg.data.unseen, read_inputs(cfg)[1])
     assert [r["model"] for r in rows[::3]] == ["base", "sft", "rl", "rarl"]  # as evaluated, not as JSON sorts them
     assert [(r["dataset"], r["prompt"]) for r in rows[:3]] == [("starter_a", "plain"), ("starter_b", "plain"),
                                                                ("starter_b", "reasoning")]
     assert rows[0]["judge_correctness"] is None
     judged = {"judge": RUBRIC_LABEL, "models": {"sft": {"starter_a": {"plain": {"mean_correctness": 0.5}}}}}
     (tmp_path / "judge.json").write_text(json.dumps(judged))
-    assert [r["judge_correctness"] for r in read_comparison_rows(cfg)][::3] == [None, 0.5, None, None]
+    evaluation, judge = read_inputs(cfg)
+    rows = comparison_rows(evaluation, cfg.data.in_domain, cfg.data.unseen, judge)
+    assert [r["judge_correctness"] for r in rows][::3] == [None, 0.5, None, None]
 
 
 @pytest.mark.parametrize(
