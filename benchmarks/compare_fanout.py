@@ -76,6 +76,25 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, wait_s: float = 120) 
     raise TimeoutError(f"{url} did not answer in {wait_s:.0f} s")
 
 
+def units_by_checkout(api_url: str, checkouts: list[Path]) -> dict[str, list[str]]:
+    """Which worker ran which unit: each rarl/compare-unit flow run logs "unit <stage> in checkout <path>"."""
+    import asyncio
+
+    os.environ["PREFECT_API_URL"] = api_url
+    from prefect.client.orchestration import get_client
+
+    async def logs() -> list:
+        async with get_client() as client:
+            return await client.read_logs()
+
+    ran: dict[str, list[str]] = {c.name: [] for c in checkouts}
+    for log in asyncio.run(logs()):
+        if log.message.startswith("unit ") and " in checkout " in log.message:
+            stage, checkout = log.message.removeprefix("unit ").split(" in checkout ", 1)
+            ran.setdefault(Path(checkout).name, []).append(stage.rsplit(":", 1)[-1])
+    return {name: sorted(stages) for name, stages in ran.items()}
+
+
 def fanout(root: Path, workers: int, threads: int | None = None) -> dict:
     """One fanned-out comparison with `workers` workers, everything under `root`; returns what happened where."""
     from tests.flows.helpers import tiny_project
@@ -120,10 +139,7 @@ def fanout(root: Path, workers: int, threads: int | None = None) -> dict:
         seconds, _ = run_logged([sys.executable, "-c", code, str(main)], REPO, {**cli, "PYTHONPATH": str(REPO)},
                                 logs / "compare.log", 3600)
         results = json.loads((main / "reports" / "compare" / "results.json").read_text())
-        ran = {checkout.name: sorted(str(p.relative_to(checkout / "reports" / "compare"))
-                                     for p in (checkout / "reports" / "compare").glob("*/seed-*/*")
-                                     if (p / "unit.json").is_file() or (p / "train.json").is_file())
-               for checkout in checkouts}
+        ran = units_by_checkout(prefect_env["PREFECT_API_URL"], checkouts)
         return {"workers": workers, "seconds": round(seconds, 1), "units_by_worker": ran,
                 "units": [(u["model"], u["seed"]) for u in results["units"]], "main": str(main)}
     finally:

@@ -63,7 +63,8 @@ def compare_unit(stage: str, timeout_s: float, parent_run_id: str, comparison_ru
     from rarl_core.tracking import COMPARISON_ENV
 
     logger = get_run_logger()
-    enter_project(project_dir)
+    checkout = enter_project(project_dir)
+    logger.info(f"unit {stage} in checkout {checkout}")
     env = stage_env(parent_run_id) | {COMPARISON_ENV: comparison_run_id}
     dvc_sync(["pull", "--run-cache", "--allow-missing"], env, logger.info)
     run_dvc(["repro", "--pull", stage], Path.cwd(), env, logger.info, [stage], lambda _: timeout_s, lambda _: False)
