@@ -24,7 +24,7 @@ import yaml
 
 from rarl_core.compare import CONTROL, REFUTED, SFT, SUPPORTED, UNRESOLVED
 from rarl_core.config import load_config
-from tests.conftest import copy_project, small_params, venv_env
+from tests.conftest import SMALL, copy_project, small_params, venv_env
 
 pytestmark = pytest.mark.slow
 COMPARE = {"seeds": [0], "control": "tokens", "judge": True}
@@ -44,7 +44,8 @@ def runs_of(root: Path, out: str) -> list[str]:
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory) -> dict:
     root = copy_project(tmp_path_factory.mktemp("compare"))
-    small_params(root, absolute_paths=False, compare=COMPARE, grpo=GRPO)
+    small_params(root, absolute_paths=False, compare=COMPARE, grpo=GRPO,
+                 evaluate={**SMALL["evaluate"], "image_controls": ["blank"]})
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "small"], cwd=root,
                    check=True)
     log = root / "first.log"
@@ -89,6 +90,8 @@ def test_the_comparison_trains_evaluates_and_reports(compared):
     assert claims == {(k, p) for k in ("rarl_vs_sft_in_domain", "rarl_vs_sft_unseen", "rarl_vs_rl_unseen")
                       for p in ("plain", "reasoning")}
     assert {c["verdict"] for c in results["claims"]} <= {SUPPORTED, REFUTED, UNRESOLVED}
+    blank = results["image_controls"]["starter_b"]["reasoning"]["rl"]["blank"]
+    assert blank["ci_low"] <= blank["mean"] <= blank["ci_high"] and set(blank["reliance"]) == {"diff", "ci_low", "ci_high"}
     diagnostics = results["diagnostics"][CONTROL]["starter_a"]["reasoning"]
     assert diagnostics["format_rate"] is not None and diagnostics["judge_reasoning"] is not None
     assert results["wall_time_s"] > results["train_seconds"] > 0

@@ -19,14 +19,14 @@ from safetensors.torch import load_file
 
 from rarl_core.config import load_config
 from rarl_core.schema import COLUMNS
-from tests.conftest import small_params
+from tests.conftest import SMALL, small_params
 from tasks import augment, evaluate, grpo, judge, merge, prepare, report, sft, tiny_model
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
-    params = small_params(root)
+    params = small_params(root, evaluate={**SMALL["evaluate"], "image_controls": ["blank", "shuffled"]})
     return {"root": root, "params": params, "cfg": load_config(params), "done": set()}
 
 
