@@ -45,7 +45,7 @@ def run(cfg, ctx: StageContext) -> dict:
     from rarl_core import compare_analysis as analysis
     from rarl_core import compare_report
     from rarl_core.compare import check_seed
-    from rarl_core.evaluate import baselines, eval_sets
+    from rarl_core.evaluate import baselines, eval_sets, training_rows
     from rarl_core.files import atomic_file, write_json
     from rarl_core.pages import sections_markdown
     from rarl_core.tracking import end_pipeline_run
@@ -55,7 +55,7 @@ def run(cfg, ctx: StageContext) -> dict:
     analysis.check_complete(cfg, units)
     design = analysis.Design(list(cfg.grpo.variants), list(cfg.data.in_domain), list(cfg.data.unseen),
                             list(cfg.evaluate.prompts), cfg.evaluate.n_resamples)
-    results = analysis.analyse(units, design, baselines(eval_sets(cfg)))
+    results = analysis.analyse(units, design, baselines(eval_sets(cfg), training_rows(cfg)))
     results["setup"] = {"seeds": list(cfg.compare.seeds), "control": cfg.compare.control,
                         "decoding": json.dumps(cfg.evaluate.decoding()),
                         "judge": cfg.judge.label if cfg.compare.judge else "off",
