@@ -18,7 +18,8 @@ def trainer_as(kind: DistributedType):
 
 def test_an_fsdp_config_that_accelerate_runs_as_ddp_is_refused(monkeypatch):
     """accelerate 1.15 runs accelerate/fsdp.yaml on CPU processes as MULTI_CPU (DDP), silently: refused, naming the
-    config and the CPU one to use. Where the processes do shard (FSDP) or no sharding was asked for, training goes on."""
+    config and the CPU one to use. Where the processes do shard (FSDP) or no sharding was asked for, training goes
+    on."""
     resources = config_with({"resources": {"num_processes": 2, "accelerate_config": "accelerate/fsdp.yaml"}}).resources
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.raises(ConfigError, match=r"accelerate/fsdp.yaml\) asks for FSDP.*as MULTI_CPU.*cpu_ddp.yaml"):
