@@ -120,6 +120,7 @@ def run_bare(cfg, rows, work: Path):
         gradient_accumulation_steps=g.grad_accum, num_generations=g.num_generations,
         max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
         loss_type=g.loss_type, importance_sampling_level=g.importance_sampling_level,
+        scale_rewards=g.scale_rewards, multi_objective_aggregation=g.multi_objective_aggregation,
         reward_weights=[g.variants["rl"].get(name, 0.0) for name in rewards], learning_rate=g.learning_rate,
         lr_scheduler_type=g.lr_scheduler, warmup_steps=round(g.warmup_ratio * g.max_steps),
         gradient_checkpointing=g.gradient_checkpointing, use_vllm=False, vllm_mode="colocate",

@@ -81,6 +81,8 @@ def train_grpo(
         beta=g.beta,
         loss_type=g.loss_type,
         importance_sampling_level=g.importance_sampling_level,
+        scale_rewards=g.scale_rewards,
+        multi_objective_aggregation=g.multi_objective_aggregation,
         reward_weights=weights,
         learning_rate=g.learning_rate,
         lr_scheduler_type=g.lr_scheduler,

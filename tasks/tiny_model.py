@@ -1,4 +1,9 @@
-"""Stage tiny_model: build the embedded default model offline (tokenizer trained on the training text)."""
+"""Stage tiny_model: build the base model offline, with no hub and no GPU.
+
+`tiny_model.preset: embedded` (the default) builds the small Qwen2-VL whose tokenizer is trained on the pipeline's
+own text; `qwen2vl-2b` builds Qwen2-VL-2B-Instruct's real architecture, vocabulary, tokenizer and chat template with
+random weights, at the depth params.yaml asks for, so every later stage runs at real shapes.
+"""
 
 from pathlib import Path
 
@@ -6,9 +11,18 @@ from tasks.common import StageContext, require, stage_main
 
 
 def run(cfg, ctx: StageContext) -> dict:
+    from rarl_core.files import atomic_dir
+
+    t = cfg.tiny_model
+    if t.preset == "qwen2vl-2b":
+        from rarl_core.qwen2vl_2b import build_qwen2vl_2b
+
+        with atomic_dir(cfg.paths.tiny_model) as tmp:
+            n_params = build_qwen2vl_2b(tmp, text_layers=t.num_layers, vision_depth=t.vision_depth,
+                                        min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=t.seed)
+        return {"parameters": n_params}
     import pandas as pd
 
-    from rarl_core.files import atomic_dir
     from rarl_core.prompts import load_templates
     from rarl_core.tiny_model import build_tiny_model
 
@@ -16,7 +30,7 @@ def run(cfg, ctx: StageContext) -> dict:
     templates = load_templates()
     corpus = [*rows["prompt_text"], *rows["target"], *templates["inference"].values(), "You are a helpful assistant."]
     with atomic_dir(cfg.paths.tiny_model) as tmp:
-        n_params = build_tiny_model(cfg.tiny_model, corpus, tmp, cfg.model.max_pixels)
+        n_params = build_tiny_model(t, corpus, tmp, cfg.model.max_pixels)
     return {"parameters": n_params}
 
 

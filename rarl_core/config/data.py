@@ -44,21 +44,36 @@ class ModelConfig:
             raise ConfigError("model.min_pixels must be >= 784 (one 28x28 token) and <= model.max_pixels")
 
 
+TINY_MODEL_PRESETS = ("embedded", "qwen2vl-2b")
+
+
 @dataclass
 class TinyModelConfig:
-    """Size of the embedded default. Measured on 2 CPU cores: hidden 128 / 4 layers learns fastest per second."""
+    """The model the tiny_model stage builds offline: the embedded default, or Qwen2-VL-2B's real architecture with
+    random weights (to run every stage at real shapes: profiles/real-shape-cpu.yaml)."""
 
-    hidden_size: int = _help("Text model width.")
-    num_layers: int = _help("Text decoder layers.")
-    num_heads: int = _help("Attention heads (head_dim = hidden_size / num_heads).")
-    num_kv_heads: int = _help("Key/value heads (grouped-query attention).")
-    intermediate_size: int = _help("Text MLP width.")
-    vision_depth: int = _help("Vision transformer blocks.")
-    vision_embed_dim: int = _help("Vision transformer width.")
-    vocab_size: int = _help("Upper bound of the byte-level BPE vocabulary trained on the pipeline's text.")
+    preset: str = _help(
+        "'embedded': the small model below (widths from this section), trained from scratch on CPU in minutes. "
+        "'qwen2vl-2b': Qwen2-VL-2B-Instruct's exact architecture, vocabulary, tokenizer and chat template with random "
+        "weights (rarl_core/qwen2vl_2b.py; needs `pip install --no-deps dashscope` for the BPE ranks); only "
+        "num_layers, vision_depth and seed below apply to it."
+    )
+    hidden_size: int = _help("Text model width (embedded).")
+    num_layers: int = _help("Text decoder layers (qwen2vl-2b: 28 is the real depth; 1-2 for tests).")
+    num_heads: int = _help("Attention heads (head_dim = hidden_size / num_heads) (embedded).")
+    num_kv_heads: int = _help("Key/value heads (grouped-query attention) (embedded).")
+    intermediate_size: int = _help("Text MLP width (embedded).")
+    vision_depth: int = _help("Vision transformer blocks (qwen2vl-2b: 32 is the real depth).")
+    vision_embed_dim: int = _help("Vision transformer width (embedded).")
+    vocab_size: int = _help("Upper bound of the byte-level BPE vocabulary trained on the pipeline's text (embedded).")
     seed: int = _help("Seed of the random initialisation.")
 
     def __post_init__(self):
+        if self.preset not in TINY_MODEL_PRESETS:
+            raise ConfigError(f"tiny_model.preset must be one of {', '.join(TINY_MODEL_PRESETS)}, not {self.preset!r}")
+        if self.preset == "qwen2vl-2b" and not (1 <= self.num_layers <= 28 and 1 <= self.vision_depth <= 32):
+            raise ConfigError("tiny_model: qwen2vl-2b has 28 text layers and 32 vision blocks; num_layers must be in "
+                              "1..28 and vision_depth in 1..32")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"tiny_model.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
         if self.num_heads % self.num_kv_heads:

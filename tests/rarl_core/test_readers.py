@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from rarl_core import readers
-from rarl_core.config import ConfigError, config_from_dict
+from rarl_core.config import ConfigError
 from rarl_core.data import DataError, prepare_dataset, window
 from tests.conftest import config_with
 
