@@ -84,8 +84,11 @@ def units_by_checkout(api_url: str, checkouts: list[Path]) -> dict[str, list[str
     from prefect.client.orchestration import get_client
 
     async def logs() -> list:
+        found = []
         async with get_client() as client:
-            return await client.read_logs()
+            while page := await client.read_logs(limit=200, offset=len(found)):
+                found += page
+        return found
 
     ran: dict[str, list[str]] = {c.name: [] for c in checkouts}
     for log in asyncio.run(logs()):

@@ -52,7 +52,7 @@ class SFTConfig:
             raise ConfigError("sft.max_steps, batch_size and grad_accum must be >= 1")
 
 
-REWARD_NAMES = ("format", "accuracy", "reasoning")
+REWARD_NAMES = ("format", "accuracy", "reasoning", "cue")  # rarl_core/rewards.py REWARD_FUNCS
 
 
 @dataclass
