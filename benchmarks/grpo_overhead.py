@@ -67,7 +67,9 @@ def recorder():
             self.args, self.tokens, self.wall_s, self.cpu_s = {}, [], 0.0, 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.args = args.to_dict()
+            # the GRPOConfig, and the dataset columns (the reward functions' keyword arguments)
+            columns = sorted(kwargs["train_dataloader"].dataset.column_names)
+            self.args = args.to_dict() | {"train_dataset columns": columns}
             self._started = (time.perf_counter(), time.process_time())
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -99,7 +101,7 @@ def run_bare(cfg, rows, work: Path):
     from trl import GRPOConfig, GRPOTrainer
 
     from rarl_core.modeling import load_processor  # the stock processor wants torchvision for its video half
-    from rarl_core.rewards import accuracy_reward, format_reward, reasoning_reward
+    from rarl_core.rewards import REWARD_FUNCS  # the same reward functions, in the same order
 
     g = cfg.grpo
     processor = load_processor(cfg.paths.sft_model, cfg.model.min_pixels, cfg.model.max_pixels)
@@ -112,9 +114,10 @@ def run_bare(cfg, rows, work: Path):
         "answer_type": list(rows["answer_type"]),
         "choices": [[str(c) for c in cs] for cs in rows["choices"]],
         "question": list(rows["question"]),
+        "reasoning": list(rows["reasoning"]),
     }).cast_column("image", Image())
     vision = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
-    rewards = {"format": format_reward, "accuracy": accuracy_reward, "reasoning": reasoning_reward}
+    rewards = REWARD_FUNCS
     args = GRPOConfig(
         output_dir=str(work / "bare"), max_steps=g.max_steps, per_device_train_batch_size=g.batch_size,
         gradient_accumulation_steps=g.grad_accum, num_generations=g.num_generations,
@@ -139,7 +142,8 @@ def run_bare(cfg, rows, work: Path):
 
 
 def config_differences(ours: dict, bare: dict) -> dict:
-    """{field: [ours, bare]} for every GRPOConfig value that differs between the two sides (paths aside)."""
+    """{field: [ours, bare]} for every GRPOConfig value (and the dataset's columns) that differs between the two
+    sides, paths aside."""
     return {k: [ours.get(k), bare.get(k)] for k in sorted(set(ours) | set(bare))
             if k not in UNCOMPARED and ours.get(k) != bare.get(k)}
 
@@ -186,9 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
                    "num_generations": cfg.grpo.num_generations,
                    "max_completion_length": cfg.grpo.max_completion_length, "torch_threads": torch.get_num_threads(),
                    "python": platform.python_version(), "torch": torch.__version__},
-        "held_equal": "model, data and its order (seed), reward functions and weights, every GRPOConfig value "
-                      "(config_differences lists any that differ), torch threads, process; checked: completion "
-                      "tokens per step (same_completions)",
+        "held_equal": "model, data and its order (seed), reward functions and weights, every GRPOConfig value and "
+                      "the dataset's columns (config_differences lists any that differ), torch threads, process; "
+                      "checked: completion tokens per step (same_completions)",
         "config_differences": config_differences(runs["ours"][0].args, runs["bare"][0].args),
         "same_completions": all(o.tokens == b.tokens for o, b in zip(runs["ours"], runs["bare"])),
         "ours_s_per_step": spread(per_step["ours"]["wall"]),
