@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.params import COMPARE_PIPELINE, COMPARE_STAGE, CompareParameters, compare_levels, validate_against
-from flows.pipeline import enter_project, execute, open_parent_run, publish, run_stage, stage_env
+from flows.pipeline import close_parent_run, enter_project, execute, open_parent_run, publish, run_stage, stage_env
 from flows.runner import StageFailed, run_dvc
 
 UNIT_DEPLOYMENT = "rarl/compare-unit"
@@ -108,13 +108,10 @@ def compare(params: CompareParameters = CompareParameters(), project_dir: str | 
                                             params.timeout_for(COMPARE_STAGE), parent, comparison,
                                             target=COMPARE_PIPELINE if params.fan_out else None)
     except BaseException:
-        tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
+        close_parent_run(cfg, parent, None)
         raise
     markdown = publish(cfg, params, None, parent, outcomes)
-    if all(outcome == "unchanged" for outcome in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
-        logger.info("every stage was up to date: no MLflow parent run is kept for this run")
-    else:
-        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    close_parent_run(cfg, parent, outcomes)
     return markdown
 
 

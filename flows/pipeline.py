@@ -258,17 +258,31 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
                 outcomes[stage] = run_stage.with_options(retries=retries, retry_delay_seconds=params.retry_delay_s)(
                     stage, params.force, params.timeout_for(stage), parent)
     except BaseException:
-        try:
-            tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
-        except Exception as err:  # never hide the stage's failure behind a tracking error
-            logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
+        close_parent_run(cfg, parent, None)
         raise
     markdown = publish(cfg, params, experiment, parent, outcomes)
-    if all(outcome == "unchanged" for outcome in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
-        logger.info("every stage was up to date: no MLflow parent run is kept for this run")
-    else:
-        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    close_parent_run(cfg, parent, outcomes)
     return markdown
+
+
+def close_parent_run(cfg, parent: str, outcomes: dict[str, str] | None) -> None:
+    """End the run's MLflow parent run: FAILED (`outcomes` None: a stage failed; a tracking error never hides that
+    failure), deleted when every stage was up to date (an empty run reads as one that did something), else
+    FINISHED."""
+    from rarl_core import tracking
+
+    logger = get_run_logger()
+    try:
+        if outcomes is None:
+            tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
+        elif all(o == "unchanged" for o in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
+            logger.info("every stage was up to date: no MLflow parent run is kept for this run")
+        else:
+            tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    except Exception as err:
+        if outcomes is not None:
+            raise
+        logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
 
 
 def publish(cfg, params: RunParameters, experiment: tuple[str, str] | None, parent: str,
