@@ -21,6 +21,7 @@ import io
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +30,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from rarl_core.config import load_config
-from rarl_core.evaluate import generate, load_for_eval
-from rarl_core.prompts import inference_prompt, load_templates
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's rarl_core
+
+from rarl_core.config import load_config  # noqa: E402
+from rarl_core.evaluate import generate, load_for_eval  # noqa: E402
+from rarl_core.prompts import inference_prompt, load_templates  # noqa: E402
 
 from _common import RESULTS, rates, write_result  # benchmarks/_common.py
 

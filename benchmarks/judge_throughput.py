@@ -12,6 +12,7 @@ Writes <out>/judge_throughput-<date>-<host>.json and prints it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import multiprocessing
 import os
@@ -25,12 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-from rarl_core.judge import JudgeConfig, judge_rows  # noqa: E402
+from rarl_core.config import load_config  # noqa: E402
+from rarl_core.judge import judge_rows  # noqa: E402
 from tests.fake_openai import FakeOpenAI, good  # noqa: E402
 
 from _common import RESULTS, rates, write_result  # noqa: E402  # benchmarks/_common.py
 
 LATENCY_S = 0.1
+SHIPPED = load_config(REPO / "params.yaml").judge  # the judge section as shipped; the fake server's values below
 CONCURRENT = 16
 
 
@@ -68,8 +71,9 @@ def _serve(conn) -> None:
 
 
 def judge(server: ServerProcess, data: list[dict], concurrency: int, cache: Path):
-    cfg = JudgeConfig(model="openai/fake", api_base=server.base_url, concurrency=concurrency, max_retries=0,
-                      timeout_s=30, cache_path=str(cache))
+    # the sequential and the concurrent runs differ in concurrency only
+    cfg = dataclasses.replace(SHIPPED, model="openai/fake", api_base=server.base_url, concurrency=concurrency,
+                              max_retries=0, timeout_s=30, cache_path=str(cache))
     run = judge_rows(data, cfg, progress=False)
     assert run.errors == 0, run.scores[0]["error"]
     return run

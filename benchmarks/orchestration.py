@@ -3,9 +3,9 @@ as the same stage functions called one after another in a single Python process.
 
 Why: DVC and Prefect buy caching, lineage, retries, a UI; the price is a new process per stage (imports: ~10 s each
 on 2 cores), DVC hashing and caching outputs, Prefect scheduling a run on a worker. The in-process run is the floor:
-each stage's `main` in pipeline order, exactly the command dvc.yaml names (`python -m tasks.launch sft` becomes
-`tasks.launch.main(["sft"])`), in one fresh interpreter. Overhead = path - floor, as seconds and as a share of the
-path's total.
+each stage's `main` in pipeline order, exactly the command dvc.yaml names (`python -m tasks.grpo --variant rl`
+becomes `tasks.grpo.main(["--variant", "rl"])`), in one fresh interpreter. Overhead = path - floor, as seconds and as
+a share of the path's total.
 
 Every run starts from a fresh git copy of the project (tests/conftest.py copy_project: no data, models, DVC cache or
 MLflow store), so each path really runs every stage. Paths alternate within a repeat (in-process, dvc, prefect) so

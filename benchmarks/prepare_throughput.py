@@ -23,28 +23,39 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's rarl_core, as grpo_overhead.py and judge_throughput.py do
 
 from rarl_core import readers
+from rarl_core.checkpoints import fingerprint
 from rarl_core.config import config_from_dict
 from rarl_core.data import prepare
 
 from _common import RESULTS, rates, write_result  # benchmarks/_common.py
 
 
+def data_config(**values):
+    """The shipped `data:` section with `values` replaced (every config value lives in params.yaml)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    return config_from_dict({**params, "data": {**params["data"], **values}}).data
+
+
 def starter_data(workers: int):
-    return config_from_dict({"data": {"num_workers": workers}}).data
+    return data_config(num_workers=workers)
 
 
 def files_data(workers: int, rows_file: Path):
-    section = {"num_workers": workers, "datasets": {"files": {"format": "generic", "path": str(rows_file)}},
-               "train": ["files"], "in_domain": [], "unseen": []}
-    return config_from_dict({"data": section}).data
+    return data_config(num_workers=workers, datasets={"files": {"format": "generic", "path": str(rows_file)}},
+                       train=["files"], in_domain=[], unseen=[])
 
 
 def export_starter(folder: Path, size: int = 448) -> Path:
@@ -63,16 +74,18 @@ def export_starter(folder: Path, size: int = 448) -> Path:
     return folder / "rows.jsonl"
 
 
-def timed(data, fresh_starter: bool) -> tuple[float, int]:
-    """Seconds for one full preparation into a fresh folder, and the number of images written."""
+def timed(data, fresh_starter: bool) -> tuple[float, int, str]:
+    """Seconds for one full preparation into a fresh folder, the number of images written, and a digest of every
+    file written (the same for any number of workers, or the two would not be doing the same work)."""
     if fresh_starter:
         readers._starter.cache_clear()
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
         cards, failures = prepare(data, Path(out))
         seconds = time.perf_counter() - start
+        digest = fingerprint({}, [Path(out)])
     assert not failures, failures
-    return seconds, sum(card["images"] for card in cards.values())
+    return seconds, sum(card["images"] for card in cards.values()), digest
 
 
 def _burn(n: int) -> int:
@@ -85,7 +98,7 @@ def _burn(n: int) -> int:
 CONTROL_LOOPS = 4
 
 
-def control(workers: int, n: int = 3_000_000) -> tuple[float, int]:
+def control(workers: int, n: int = 3_000_000) -> tuple[float, int, str]:
     """Seconds for CONTROL_LOOPS equal pure-Python loops on `workers` processes (fork, as the stage on Linux)."""
     start = time.perf_counter()
     if workers == 1:
@@ -93,7 +106,7 @@ def control(workers: int, n: int = 3_000_000) -> tuple[float, int]:
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             list(pool.map(_burn, [n] * CONTROL_LOOPS))
-    return time.perf_counter() - start, CONTROL_LOOPS
+    return time.perf_counter() - start, CONTROL_LOOPS, ""
 
 
 def main() -> None:
@@ -109,12 +122,13 @@ def main() -> None:
             "control": ("loops", control),
         }
         measured = {name: {1: [], 2: []} for name in runs}
-        counts = {}
+        counts, digests = {}, {name: {1: set(), 2: set()} for name in runs}
         for _ in range(args.repeats):
             for name, (_, measure) in runs.items():
                 for workers in (1, 2):
-                    seconds, counts[name] = measure(workers)
+                    seconds, counts[name], digest = measure(workers)
                     measured[name][workers].append(seconds)
+                    digests[name][workers].add(digest)
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -126,6 +140,8 @@ def main() -> None:
         one, two = ({unit: counts[name]} | rates(measured[name][w], counts[name], unit) for w in (1, 2))
         ratio = two[f"{unit}_per_s"]["median"] / one[f"{unit}_per_s"]["median"]
         result["scenarios"][name] = {"workers_1": one, "workers_2": two, "speedup_2_vs_1_median": round(ratio, 2)}
+        if name != "control":  # the same files, byte for byte, from 1 and from 2 workers
+            result["scenarios"][name]["identical_output"] = len(digests[name][1] | digests[name][2]) == 1
     path = write_result("prepare", result, args.out)
     print(f"written to {path}")
 

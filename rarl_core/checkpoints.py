@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 FINGERPRINT = "fingerprint.json"
@@ -41,6 +42,26 @@ def open_work_dir(work_dir: Path, stamp: str) -> Path:
     work_dir.mkdir(parents=True)
     stamp_file.write_text(json.dumps({"fingerprint": stamp}))
     return work_dir
+
+
+def wait_for_work_dir(work_dir: Path, stamp: str, timeout_s: float) -> Path:
+    """On the other processes of a multi-process run: wait until rank 0 has opened `work_dir` for `stamp`.
+
+    Only rank 0 empties and stamps the folder (open_work_dir); a rank that looked for a checkpoint before that could
+    resume from a stale one while rank 0 starts afresh. Every rank computes the same fingerprint, so the stamp
+    matching is the sign that the folder is ready (at once when rank 0 keeps it to resume).
+    """
+    stamp_file = work_dir / FINGERPRINT
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if json.loads(stamp_file.read_text()).get("fingerprint") == stamp:
+                return work_dir
+        except (OSError, ValueError):
+            pass  # not there yet, or being written
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 did not open {work_dir} for this run within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def last_checkpoint(work_dir: Path) -> str | None:

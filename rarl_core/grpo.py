@@ -18,7 +18,8 @@ from rarl_core.rewards import REWARD_FUNCS
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
 from rarl_core.checkpoints import last_checkpoint
-from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
+from rarl_core.training import (check_distributed, device_args, drop_too_long, peft_lora, processes,
+                                vision_dataset)
 
 # Qwen2-VL's vision special tokens: prompts spell their images with them, a completion must never hold one
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -110,15 +111,17 @@ def train_grpo(
         peft_config=peft_lora(g.lora),
         callbacks=callbacks,
     )
+    check_distributed(trainer, cfg.resources)
     resume = last_checkpoint(work_dir)
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.model.save_pretrained(out_dir)
+    trainer.save_model(str(out_dir))  # every process calls it (FSDP / ZeRO-3 gather the shards); the main one writes
     return summarize_rewards(trainer.state.log_history, list(funcs)) | {
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "train_rows": len(augmented),
         "dropped_too_long": too_long,
         "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
         "global_step": int(trainer.state.global_step),
+        **processes(trainer),
     }
 
 

@@ -15,7 +15,8 @@ import pandas as pd
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
 from rarl_core.checkpoints import last_checkpoint
-from rarl_core.training import device_args, drop_too_long, peft_lora, vision_dataset
+from rarl_core.training import (check_distributed, device_args, drop_too_long, peft_lora, processes,
+                                vision_dataset)
 
 
 def sft_dataset(augmented: pd.DataFrame):
@@ -65,14 +66,16 @@ def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Pat
         peft_config=peft_lora(cfg.sft.lora) if cfg.sft.mode == "lora" else None,
         callbacks=callbacks,
     )
+    check_distributed(trainer, cfg.resources)
     resume = last_checkpoint(work_dir)
     result = trainer.train(resume_from_checkpoint=resume)
-    trained = trainer.model
-    if cfg.sft.mode == "lora":
-        trained.save_pretrained(out_dir / "adapter")
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    # Every process calls save_model (under FSDP / ZeRO-3 it gathers the shards); only the main process writes.
+    trainer.save_model(str(out_dir / "adapter" if cfg.sft.mode == "lora" else out_dir))
+    if cfg.sft.mode == "lora" and trainer.accelerator.is_main_process:
+        # merged in memory on the main process: right where each process holds whole weights (DDP, ZeRO-2);
+        # untested under FSDP / ZeRO-3, which shard them
+        trainer.model.merge_and_unload().save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     return {
         "train_loss": float(result.training_loss),
@@ -83,4 +86,5 @@ def train_sft(cfg: Config, augmented: pd.DataFrame, out_dir: Path, work_dir: Pat
         "dropped_too_long": too_long,
         "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
         "global_step": int(trainer.state.global_step),
+        **processes(trainer),
     }

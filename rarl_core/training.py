@@ -6,10 +6,12 @@ recipe it is.
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import torch
 
-from rarl_core.config import LoraConfig
+from rarl_core.config import ConfigError, LoraConfig, ResourcesConfig
 from rarl_core.prompts import user_message
 
 
@@ -81,3 +83,23 @@ def device_args(dtype: str) -> dict:
         "bf16": on_gpu and dtype == "bfloat16",
         "fp16": on_gpu and dtype == "float16",
     }
+
+
+def processes(trainer) -> dict:
+    """How the run was spread: processes that trained together, accelerate's distributed type, torch threads each."""
+    return {"processes": trainer.accelerator.num_processes,
+            "distributed_type": trainer.accelerator.distributed_type.value,
+            "threads_per_process": torch.get_num_threads()}
+
+
+def check_distributed(trainer, resources: ResourcesConfig) -> None:
+    """Fail before training when the processes do not train the way the accelerate config asks: accelerate runs an
+    FSDP (or DeepSpeed) config on CPU processes as plain DDP, without a word (seen with accelerate 1.15 and
+    accelerate/fsdp.yaml: DistributedType MULTI_CPU, DDP's reducer)."""
+    got = trainer.accelerator.distributed_type.value
+    for asked, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
+        if os.environ.get(flag, "").lower() == "true" and got != asked:
+            raise ConfigError(
+                f"resources.accelerate_config ({resources.accelerate_config}) asks for {asked}, but accelerate trains "
+                f"these processes as {got}: it does {asked} on GPUs only. On CPU use accelerate/cpu_ddp.yaml (DDP)."
+            )

@@ -95,14 +95,38 @@ TRAINING_STAGES = ("sft", "grpo")
 
 
 def accelerate_command(stage: str, args: list[str], num_processes: int, accelerate_config: str) -> list[str]:
-    """`accelerate launch` of this stage with one process per GPU (resources.num_gpus > 1)."""
+    """`accelerate launch` of this stage as `num_processes` processes (resources.num_processes > 1)."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
-            "--num_processes", str(num_processes), "-m", f"tasks.{stage}", *args]
+            "--num_processes", str(num_processes), "--num_cpu_threads_per_process",
+            str(threads_per_process(num_processes)), "-m", f"tasks.{stage}", *args]
+
+
+def threads_per_process(num_processes: int) -> int:
+    """Torch threads for each of `num_processes` training processes: OMP_NUM_THREADS where the user set it, else
+    this machine's cores shared out. Each torch process otherwise takes every core: two of them on 2 cores ran 5x
+    slower than with one thread each."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // num_processes)
 
 
 def is_main_process() -> bool:
-    """Under `accelerate launch` every GPU runs the stage; only rank 0 tracks runs and writes outputs."""
+    """Under `accelerate launch` every process runs the stage; only rank 0 tracks runs and writes outputs."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def follow_launcher() -> None:
+    """A process of `accelerate launch` dies with its launcher. torchrun starts each in a session of its own, so a
+    launcher killed with its process group (SIGKILL, a stage's time limit) would otherwise leave them training."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        launcher = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != launcher:  # it died before prctl took effect
+            os._exit(1)
 
 
 @contextmanager
@@ -190,11 +214,13 @@ def stage_main(
         if variant is not None and variant not in cfg.grpo.variants:
             raise ConfigError(f"--variant {variant!r} is not in grpo.variants ({', '.join(cfg.grpo.variants)})")
         resources = cfg.resources
-        if stage in TRAINING_STAGES and resources.num_gpus > 1 and "LOCAL_RANK" not in os.environ:
-            # several GPUs: the same stage, once per GPU, under `accelerate launch` (it sets LOCAL_RANK)
-            cmd = accelerate_command(stage, argv, resources.num_gpus, resources.accelerate_config)
-            print("+", " ".join(cmd), flush=True)
-            os.execv(cmd[0], cmd)
+        if stage in TRAINING_STAGES and resources.num_processes > 1:
+            if "LOCAL_RANK" not in os.environ:
+                # the same stage, num_processes times, under `accelerate launch` (it sets RANK and LOCAL_RANK)
+                cmd = accelerate_command(stage, argv, resources.num_processes, resources.accelerate_config)
+                print("+", " ".join(cmd), flush=True)
+                os.execv(cmd[0], cmd)
+            follow_launcher()
         if is_main_process():
             from rarl_core.tracking import check_reachable
 
@@ -220,10 +246,14 @@ def stage_main(
 
             work_dir, depends_on, inputs = checkpointing(cfg, variant)
             stamp = checkpoints.fingerprint(depends_on, inputs)
-            ctx.work_dir = checkpoints.open_work_dir(work_dir, stamp) if main_process else work_dir
+            # rank 0 empties a stale folder and stamps it; the other ranks wait for that before looking for checkpoints
+            ctx.work_dir = (checkpoints.open_work_dir(work_dir, stamp) if main_process
+                            else checkpoints.wait_for_work_dir(work_dir, stamp, timeout_s=300))
             resume_run_id = checkpoints.saved_run_id(ctx.work_dir) or resume_run_id
-        if not main_process:  # another GPU's process of `accelerate launch`: train, track nothing, write nothing
-            run(cfg, ctx)
+        if not main_process:  # another process of `accelerate launch`: train, track nothing, write nothing
+            metrics = run(cfg, ctx)
+            print(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}: {name} trained to global step "
+                  f"{metrics.get('global_step')}", flush=True)
             return 0
         # Runs left RUNNING by a killed process on this host are marked KILLED (the one being resumed is kept).
         tracking.close_orphan_runs(cfg.mlflow, keep=(resume_run_id,) if resume_run_id else ())

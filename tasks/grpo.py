@@ -15,7 +15,8 @@ def run(cfg, ctx: StageContext) -> dict:
     sft_model = require(cfg.paths.sft_model, "sft")
     out = Path(cfg.paths.adapters) / ctx.variant
     with stage_output(out) as tmp:
-        metrics = train_grpo(cfg, ctx.variant, augmented, sft_model, tmp, ctx.work_dir, ["mlflow"])
+        metrics = train_grpo(cfg, ctx.variant, augmented, sft_model, tmp, ctx.work_dir,
+                             ["mlflow"] if is_main_process() else [])  # TRL logs from rank 0 only
     if is_main_process():
         from rarl_core.tracking import log_dataset
 

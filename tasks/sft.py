@@ -13,7 +13,8 @@ def run(cfg, ctx: StageContext) -> dict:
 
     augmented = pd.read_parquet(require(Path(cfg.paths.augmented) / "train.parquet", "augment"))
     with stage_output(cfg.paths.sft_model) as tmp:
-        metrics = train_sft(cfg, augmented, tmp, ctx.work_dir, ["mlflow"])
+        metrics = train_sft(cfg, augmented, tmp, ctx.work_dir,
+                           ["mlflow"] if is_main_process() else [])  # TRL logs from rank 0 only
     if is_main_process():
         from rarl_core.tracking import log_dataset
 

@@ -126,14 +126,17 @@ class GRPOConfig:
 
 @dataclass
 class ResourcesConfig:
-    num_gpus: int = _help(
-        "GPUs for the training stages. Above 1, sft and grpo are launched with `accelerate launch` (tasks/launch.py)."
+    num_processes: int = _help(
+        "Processes that train sft and grpo together, data parallel: each trains on its own batch_size rows per step, "
+        "so one optimizer step sees batch_size x num_processes x grad_accum rows. 1 runs the stage in its own process; above 1 "
+        "the stage re-runs itself under `accelerate launch` with accelerate_config: one process per GPU, or on CPU "
+        "(accelerate/cpu_ddp.yaml) processes sharing the cores, each with cores / num_processes threads."
     )
     accelerate_config: str = _help(
-        "accelerate config used when num_gpus > 1: multi_gpu (DDP), deepspeed_zero2, deepspeed_zero3 or fsdp, all in "
-        "accelerate/.",
+        "accelerate config used when num_processes > 1, all in accelerate/: multi_gpu (DDP), deepspeed_zero2, "
+        "deepspeed_zero3 or fsdp on GPUs; cpu_ddp (DDP over gloo) on CPU.",
     )
 
     def __post_init__(self):
-        if self.num_gpus < 1:
-            raise ConfigError("resources.num_gpus must be >= 1")
+        if self.num_processes < 1:
+            raise ConfigError("resources.num_processes must be >= 1")

@@ -138,7 +138,7 @@ def test_orchestration_plan_is_every_dvc_stage_as_a_stage_main(tmp_path):
     assert names.index("prepare") < names.index("sft") < names.index("grpo@rl") < names.index("report")
     for _, module, _ in plan:
         assert callable(importlib.import_module(module).main)
-    assert ["sft", "tasks.launch", ["sft"]] in plan and ["grpo@rl", "tasks.launch", ["grpo", "--variant", "rl"]] in plan
+    assert ["sft", "tasks.sft", []] in plan and ["grpo@rl", "tasks.grpo", ["--variant", "rl"]] in plan
 
 
 def test_orchestration_in_process_runner_runs_stages(tmp_path):

@@ -68,3 +68,29 @@ def test_changed_params_never_resume_an_old_checkpoint(tmp_path):
     data.write_bytes(b"2")
     assert checkpoints.fingerprint({"lr": 1}, [data]) != before
     assert checkpoints.fingerprint({"lr": 2}, [data]) != checkpoints.fingerprint({"lr": 1}, [data])
+
+
+def test_other_ranks_wait_until_rank_0_has_opened_the_work_dir(tmp_path):
+    """Under `accelerate launch` only rank 0 empties a stale checkpoint folder and stamps it; the other ranks must not
+    look for a checkpoint before that, or they would resume one that rank 0 is deleting."""
+    import threading
+
+    import pytest
+
+    from rarl_core import checkpoints
+
+    work = tmp_path / "ckpt"
+    checkpoints.open_work_dir(work, "old")
+    (work / "checkpoint-10").mkdir()
+    (work / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    seen = []
+    waiter = threading.Thread(target=lambda: seen.append(checkpoints.wait_for_work_dir(work, "new", timeout_s=120)))
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive() and not seen, "a rank went on with the stale folder of another fingerprint"
+    checkpoints.open_work_dir(work, "new")  # rank 0
+    waiter.join(60)
+    assert seen == [work] and checkpoints.last_checkpoint(work) is None
+    assert checkpoints.wait_for_work_dir(work, "new", timeout_s=0) == work  # kept for a resume: at once
+    with pytest.raises(TimeoutError, match="rank 0 did not open"):
+        checkpoints.wait_for_work_dir(work, "other", timeout_s=0.5)
