@@ -54,8 +54,9 @@ OPTIMIZER_BYTES = 12  # per trainable parameter: an fp32 gradient and AdamW's tw
 PROFILES = {"qwen2vl-2b-a100-40gb": 40, "qwen2vl-2b-24gb": 24}  # profiles/<name>.yaml and the card's GB
 CUDA_CONTEXT_GB = 0.5     # assumption: CUDA context and kernels, outside torch's allocator
 ALLOCATOR_SLACK = 0.15    # assumption: caching allocator's reserved-over-allocated
-TRITON_TILE_BYTES = 2 * 32768  # per scored row: the fused head's bf16 tile on CUDA (TRL's chunk of 32768 ids)
-TILE_ROWS = 4096          # TRL's TOKEN_CHUNK_SIZE: rows of one tile
+TRITON_TILE_BYTES = 2 * 32768  # per scored row: the fused head's bf16 tile on CUDA (TRL's chunk of 32768 ids) ...
+TILE_ROWS = 4096          # ... of at most TRL's TOKEN_CHUNK_SIZE rows at a time
+SCORED_ROW_BYTES = 6 * 1536  # per scored row: its fp32 gradient of the hidden state and the bf16 copy returned
 
 # What each size changes (the 40 GB profile supplies everything else: LoRA ranks, checkpointing, beta, dtype).
 SIZES = {
@@ -331,7 +332,7 @@ def predict_profile(name: str, card_gb: float, fitted: dict, lengths: dict) -> d
         trainable = f["trainable_parameters"]  # measured at the 40 GB profile's LoRA rank for this stage
         weights = f["weights_gb"] + trainable * (4 + OPTIMIZER_BYTES) / GB
         activations = f["activations_per_token_bytes"] * tokens / GB
-        logits = TRITON_TILE_BYTES * min(scored, TILE_ROWS) / GB
+        logits = (TRITON_TILE_BYTES * min(scored, TILE_ROWS) + SCORED_ROW_BYTES * scored) / GB
         allocated = weights + activations + logits
         out[stage] = {"tokens_per_micro_batch": tokens, "scored_tokens": scored,
                       "weights_and_adapter_gb": round(weights, 2), "activations_gb": round(activations, 2),
@@ -350,6 +351,38 @@ def predict_profile(name: str, card_gb: float, fitted: dict, lengths: dict) -> d
     return out
 
 
+def analyse(result: dict) -> dict:
+    """The fits and the profiles' predictions from a result's measurements (a stage with a failed size is fitted on
+    the sizes that ran, when at least two did); `--refit` reruns this alone on a saved JSON."""
+    runs, lengths, logits = result["runs"], result["token_lengths"], result["logits_runs"]
+    measured = [result["inputs"], result.get("probes", {}), *(r for rs in runs.values() for r in rs)]
+    result["failed"] = [r for r in measured if "failed" in r]
+    if not logits or not lengths:
+        return result
+    dtype_bytes = 2 if result["model"]["model"]["dtype"] in ("bfloat16", "float16") else 4
+    logits_per_token = fit_through([(r["tokens"], r["extra_bytes"]) for r in logits])
+    result["logits_per_token_bytes_cpu"] = logits_per_token
+    fitted = {}
+    for part, fit in (("sft", training_model), ("grpo", training_model), ("evaluate", evaluate_model_fit)):
+        ok = [r for r in runs.get(part, []) if "failed" not in r]
+        if len(ok) < 2:
+            continue
+        if part == "evaluate":
+            for run in ok:
+                run["eval_prompt_tokens"] = lengths["eval_prompt_tokens"]
+            fitted[part] = fit(ok, dtype_bytes)
+        else:
+            fitted[part] = fit(ok, logits_per_token, dtype_bytes)
+    result["fit"] = fitted
+    if {"sft", "grpo", "evaluate"} <= set(fitted) and result["size"] == "full":
+        result["predictions"] = {n: predict_profile(n, gb, fitted, lengths) for n, gb in PROFILES.items()}
+    result["assumptions"] = {"cuda_context_gb": CUDA_CONTEXT_GB, "allocator_slack": ALLOCATOR_SLACK,
+                             "gpu_logits_tile_bytes_per_row": TRITON_TILE_BYTES, "tile_rows": TILE_ROWS,
+                             "gpu_logits_bytes_per_scored_row": SCORED_ROW_BYTES,
+                             "activations_per_token": "as measured on CPU (same dtype and checkpointing)"}
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("full", "tiny"), default="full",
@@ -362,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workspace", type=Path, help="keep the data and the model folder here (reused if present)")
     parser.add_argument("--repeats", type=int, default=1, help="accepted for run.py; each size runs once")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the JSON")
+    parser.add_argument("--refit", type=Path, help="re-fit and re-predict a saved result JSON (no measuring)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -369,6 +403,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args.params, json.loads(args.spec))), flush=True)
         return {}
+    if args.refit:
+        result = analyse(json.loads(args.refit.read_text()))
+        write_result(f"memory_model-{result['size']}", result, args.out)
+        return result
 
     load_before = os.getloadavg()
     size = SIZES[args.size]
@@ -402,36 +440,17 @@ def main(argv: list[str] | None = None) -> dict:
             dtype_check = {dtype: {"seconds_per_step": r.get("step_seconds"), "peak_gb": max(r["step_peak_bytes"]) / GB
                                    if "step_peak_bytes" in r else None, "failed": r.get("failed")}
                            for dtype, r in ((cfg["model"]["dtype"], same), (check["other_dtype"], other))}
-    dtype_bytes = 2 if cfg["model"]["dtype"] in ("bfloat16", "float16") else 4
     result = header("memory_model", load_before) | {
         "size": args.size, "threads": args.threads, "max_rss_gb": args.max_rss_gb,
         "model": {k: cfg[k] for k in ("tiny_model", "model")},
         "profile_base": "profiles/qwen2vl-2b-a100-40gb.yaml (LoRA ranks, checkpointing, beta, dtype), sizes below",
-        "inputs": inputs, "token_lengths": lengths, "logits_runs": logits, "runs": runs, "dtype_check": dtype_check,
+        "inputs": inputs, "probes": {k: v for k, v in probes.items() if k not in ("lengths", "logits")},
+        "token_lengths": lengths, "logits_runs": logits, "runs": runs, "dtype_check": dtype_check,
     }
-    failed = [r for rs in [[inputs, probes], *runs.values()] for r in rs if "failed" in r]
-    if failed:
-        result["failed"] = failed
-    else:
-        logits_per_token = fit_through([(r["tokens"], r["extra_bytes"]) for r in logits])
-        result["logits_per_token_bytes_cpu"] = logits_per_token
-        fitted = {}
-        for part in ("sft", "grpo"):
-            if part in runs:
-                fitted[part] = training_model(runs[part], logits_per_token, dtype_bytes)
-        if "evaluate" in runs:
-            for run in runs["evaluate"]:
-                run["eval_prompt_tokens"] = lengths["eval_prompt_tokens"]
-            fitted["evaluate"] = evaluate_model_fit(runs["evaluate"], dtype_bytes)
-        result["fit"] = fitted
-        if {"sft", "grpo", "evaluate"} <= set(fitted) and args.size == "full":
-            result["predictions"] = {n: predict_profile(n, gb, fitted, lengths) for n, gb in PROFILES.items()}
-        result["assumptions"] = {"cuda_context_gb": CUDA_CONTEXT_GB, "allocator_slack": ALLOCATOR_SLACK,
-                                 "gpu_logits_bytes_per_scored_row": TRITON_TILE_BYTES, "tile_rows": TILE_ROWS,
-                                 "activations_per_token": "as measured on CPU (same dtype and checkpointing)"}
+    result = analyse(result)
     write_result(f"memory_model-{args.size}", result, args.out)
-    if failed:
-        raise SystemExit(f"{len(failed)} measurement(s) failed: see the JSON")
+    if result.get("failed"):
+        raise SystemExit(f"{len(result['failed'])} measurement(s) failed: see the JSON")
     return result
 
 

@@ -222,7 +222,8 @@ def test_memory_model_predicts_each_profile_from_its_own_values():
         grpo = profile["grpo"]
         grpo_tokens = grpo["batch_size"] * (out["image_tokens"] + 74 + grpo["max_completion_length"])
         assert out["grpo"]["tokens_per_micro_batch"] == grpo_tokens
-        expected = 4.4 + 10_000_000 * 16 / 1e9 + 100_000 * grpo_tokens / 1e9 + 65536 * min(
-            profile["grpo"]["batch_size"] * profile["grpo"]["max_completion_length"], 4096) / 1e9
+        scored = grpo["batch_size"] * grpo["max_completion_length"]  # only completions are scored on CUDA
+        expected = 4.4 + 10_000_000 * 16 / 1e9 + 100_000 * grpo_tokens / 1e9 + (65536 * min(scored, 4096)
+                                                                                + 9216 * scored) / 1e9
         assert abs(out["grpo"]["allocated_gb"] - expected) < 0.01, (name, out["grpo"])
         assert out["margin_gb"] == round(card - out["worst_card_needs_gb"], 2)
