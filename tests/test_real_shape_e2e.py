@@ -5,8 +5,9 @@ completion writes the tags, so the adapter cannot move), a GRPO run on the pipel
 that random weights do move, and its merge checked.
 
 What the test cuts to fit CI is counts, never shapes: one text layer and one vision block (the profile has two),
-one step each, one GRPO variant, one question per set, one prompt, four new tokens. Widths, vocabulary, tokenizer,
-tied embeddings, image size and bfloat16 (the profile's dtype) are the profile's.
+one step each, one GRPO variant, one question per set, one prompt, four new tokens, 200 bootstrap resamples, and no
+copies of the model folders into MLflow's artifact store (mlflow.log_models). Widths, vocabulary, tokenizer, tied
+embeddings, image size and bfloat16 (the profile's dtype) are the profile's.
 """
 
 from __future__ import annotations
