@@ -206,7 +206,8 @@ def summarise_memory_model(r: dict) -> list[dict]:
     for stage in ("sft", "grpo"):
         f = r["fit"][stage]
         for size in f["sizes"]:
-            rows.append(row(f"{r['size']} depth {stage} {size['size']}: {size['tokens']} tokens, peak "
+            label = ", ".join(f"{k} {v}" for k, v in size["size"].items())
+            rows.append(row(f"{r['size']} depth {stage} ({label}): {size['tokens']} tokens, peak "
                             f"{size['peak_gb']:.2f} GB (model {size['predicted_gb']:.2f}) (s/step)",
                             {"median": size["seconds_per_step"]}))
         rows.append(row(f"{stage}: per token (KB), model error max (%)",
