@@ -13,7 +13,7 @@ that lacks `--out` still runs: its JSON is read from its standard output (its ow
 Flags are passed only when the script declares them (read from its source), so a script that changes its options
 degrades to its defaults rather than failing.
 
-    python benchmarks/run.py            # the full suite (about 25 minutes on 2 cores)
+    python benchmarks/run.py            # the full suite (about 25 minutes on 2 cores, plus memory_model: about an hour)
     python benchmarks/run.py --quick    # one repeat, tiny sizes: checks that everything still runs (a few minutes)
     python benchmarks/run.py --only cold_start,memory [--results DIR]
 """

@@ -114,7 +114,7 @@ def test_grpo_moves_and_merge_holds_at_real_shapes(real_shape_run, tmp_path, mon
     monkeypatch.chdir(root)  # the augmented rows name their images relative to the project
     cfg = load_config(root / "params.yaml")
     grpo = dataclasses.replace(cfg.grpo, max_steps=1, learning_rate=1e-2, num_generations=2, batch_size=2,
-                               max_completion_length=8, variants={"short": {"format": 1.0}})
+                               max_completion_length=4, variants={"short": {"format": 1.0}})
     cfg = dataclasses.replace(cfg, grpo=grpo)
     rows = pd.read_parquet(root / "data" / "augmented" / "train.parquet").head(1)
     sft_model = root / "models" / "sft"
