@@ -35,8 +35,10 @@ NETWORK_STAGES = ("judge",)
 # purpose: the real model on one GPU. Override per stage with `timeouts_s`.
 DEFAULT_TIMEOUT_S = 2 * 3600.0
 STAGE_TIMEOUTS_S = {"sft": 24 * 3600.0, "grpo": 24 * 3600.0, "evaluate": 12 * 3600.0, "judge": 6 * 3600.0,
-                    "compare": 72 * 3600.0}
-# The comparison's stage lives in a pipeline file of its own, so that `rarl run` (dvc repro) does not include it.
+                    "compare_grpo": 24 * 3600.0, "compare_control": 24 * 3600.0, "compare_eval_sft": 12 * 3600.0,
+                    "compare_eval_grpo": 12 * 3600.0, "compare_eval_control": 12 * 3600.0}
+# The comparison lives in a pipeline file of its own, so that `rarl run` (dvc repro) does not include it; its last
+# stage, the analysis, reads every unit.
 COMPARE_PIPELINE = "compare/dvc.yaml"
 COMPARE_STAGE = f"{COMPARE_PIPELINE}:compare"
 
@@ -156,6 +158,12 @@ class CompareParameters(RunParameters):
     SFT warm-up it needs run first when they are out of date."""
 
     stages: None = Field(None, description="Not used: the comparison runs compare/dvc.yaml and what it depends on.")
+    fan_out: bool = Field(
+        False,
+        description="Run each unit (a GRPO variant or the SFT control for one seed, an evaluation) as a flow run of "
+        "the rarl/compare-unit deployment, so that the workers of its pool run a level's units at once (one per GPU "
+        "or host, sharing a DVC remote and one MLflow server). Off: the units run one by one in this workspace.",
+    )
 
     def report(self, cfg) -> tuple[str, str, str]:
         return str(Path(cfg.paths.compare) / "compare.md"), str(Path(cfg.paths.compare) / "compare.html"), "compare"
@@ -263,6 +271,31 @@ def compare_upstream(project: Path, order: list[str]) -> list[str]:
     return [s for s in order if s in upstream]
 
 
+def compare_levels(project: Path) -> list[list[str]]:
+    """The comparison's units (compare/dvc.yaml's stages but the analysis) by level, as DVC addresses: a unit's
+    level is the length of the longest chain of units it depends on, so the units of a level can run at once."""
+    from dvc.repo import Repo
+
+    pipeline = (project / COMPARE_PIPELINE).resolve()
+    with Repo(str(project)) as repo:
+        units = [s for s in repo.index.stages if Path(s.path).resolve() == pipeline and s.name != "compare"]
+        graph = repo.index.graph  # edges point from a stage to what it depends on
+        level: dict[str, int] = {}
+
+        def depth(stage) -> int:
+            if stage.addressing not in level:
+                needs = [s for s in graph.successors(stage) if s in units]
+                level[stage.addressing] = 1 + max((depth(s) for s in needs), default=-1)
+            return level[stage.addressing]
+
+        for unit in units:
+            depth(unit)
+    levels: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for unit in units:
+        levels[level[unit.addressing]].append(unit.addressing)
+    return levels
+
+
 def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
     """Check everything that needs the project; returns what the flow needs: config, stage plan, `-S` args.
 
@@ -283,8 +316,10 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
             where = "overrides" if overrides else "params.yaml"
             raise ParametersError(f"{where}: {str(err).removeprefix(f'{copy}: ')}") from None
     known = pipeline_stages(project)
+    upstream: list[str] = []
     if isinstance(params, CompareParameters):
-        known = [*compare_upstream(project, known), COMPARE_STAGE]
+        upstream = compare_upstream(project, known)
+        known = [*upstream, *(s for level in compare_levels(project) for s in level), COMPARE_STAGE]
     bases = list(dict.fromkeys(stage_base(s) for s in known))
     if unknown := [s for s in (params.stages or []) if s not in bases and s not in known]:
         raise ParametersError(f"unknown stages {unknown}; the pipeline's stages are {', '.join(bases)}")
@@ -309,7 +344,8 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
                 f"an isolated run (overrides or an experiment name) needs the paths of params.yaml relative to the "
                 f"project, so that each experiment writes inside its own temporary workspace; absolute: {absolute}"
             )
-    return {"cfg": cfg, "stages": selected, "targets": wanted, "set_args": set_args, "overrides": overrides}
+    return {"cfg": cfg, "stages": selected, "targets": wanted, "set_args": set_args, "overrides": overrides,
+            "upstream": upstream}
 
 
 def describe(params: RunParameters) -> str:

@@ -81,29 +81,40 @@ def _retry_network_failures(task, task_run, state) -> bool:
 
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False, log_prints=False)
-def run_stage(stage: str, force: bool, timeout_s: float, parent_run_id: str) -> str:
-    """One DVC stage in the workspace: `dvc repro --single-item <stage>`; returns ran | unchanged."""
+def run_stage(stage: str, force: bool, timeout_s: float, parent_run_id: str, comparison_run_id: str | None = None,
+              target: str | None = None) -> str:
+    """One DVC stage in the workspace: `dvc repro --single-item <stage>` (or `dvc repro <target>`, which runs or
+    restores what `stage` needs first); returns what `stage` did: ran | unchanged | restored."""
+    from rarl_core.tracking import COMPARISON_ENV
+
     logger = get_run_logger()
-    args = ["repro", "--single-item", stage, *(["--force"] if force else [])]
-    result = run_dvc(args, Path.cwd(), stage_env(parent_run_id), logger.info, lambda _: timeout_s, _is_network,
-                     first_stage=stage)
-    outcome = result.outcomes.get(stage)
-    return outcome.status if outcome else "ran"
+    args = ["repro", *(["--single-item", stage] if target is None else [target]), *(["--force"] if force else [])]
+    env = stage_env(parent_run_id) | ({COMPARISON_ENV: comparison_run_id} if comparison_run_id else {})
+    result = run_dvc(args, Path.cwd(), env, logger.info, [stage], lambda _: timeout_s, _is_network)
+    return result.outcomes[stage].status
 
 
 @task(task_run_name="experiment {name}", cache_policy=NO_CACHE, persist_result=False, log_prints=False,
       retry_condition_fn=_retry_network_failures)
-def run_experiment(name: str, set_args: list[str], targets: list[str] | None, force: bool,
-                   timeouts_s: dict[str, float], parent_run_id: str) -> dict[str, str]:
-    """The run as one DVC experiment in a temporary workspace; returns each stage's outcome."""
+def run_experiment(name: str, baseline: str, set_args: list[str], targets: list[str] | None, stages: list[str],
+                   force: bool, timeouts_s: dict[str, float], parent_run_id: str) -> dict[str, str]:
+    """The run as one DVC experiment in a temporary workspace; returns each stage's outcome (read from the
+    experiment's dvc.lock and the stages' own records)."""
     logger = get_run_logger()
     args = ["exp", "run", "--temp", "--name", name, *(["--force"] if force else [])]
     for item in set_args:
         args += ["-S", item]
     args += list(targets or [])
     default = RunParameters().timeout_for  # timeouts_s holds the limit of every stage of the plan
-    result = run_dvc(args, Path.cwd(), stage_env(parent_run_id), logger.info,
-                     lambda stage: timeouts_s.get(stage) or default(stage), _is_network)
+
+    def experiment_lock(lock: str) -> str | None:
+        try:
+            return _git("show", f"{experiment_ref(baseline, name)}:{lock}")
+        except subprocess.CalledProcessError:
+            return None
+
+    result = run_dvc(args, Path.cwd(), stage_env(parent_run_id), logger.info, stages,
+                     lambda stage: timeouts_s.get(stage) or default(stage), _is_network, locks_after=experiment_lock)
     return {stage: outcome.status for stage, outcome in result.outcomes.items()}
 
 
@@ -239,7 +250,7 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
         if experiment:
             outcomes = run_experiment.with_options(retries=params.network_retries,
                                                    retry_delay_seconds=params.retry_delay_s)(
-                experiment[1], plan["set_args"], plan["targets"], params.force,
+                experiment[1], experiment[0], plan["set_args"], plan["targets"], plan["stages"], params.force,
                 {s: params.timeout_for(s) for s in plan["stages"]}, parent)
         else:
             for stage in plan["stages"]:
@@ -252,6 +263,17 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
         except Exception as err:  # never hide the stage's failure behind a tracking error
             logger.warning(f"could not mark the MLflow parent run FAILED: {err}")
         raise
+    markdown = publish(cfg, params, experiment, parent, outcomes)
+    if all(outcome == "unchanged" for outcome in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
+        logger.info("every stage was up to date: no MLflow parent run is kept for this run")
+    else:
+        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+    return markdown
+
+
+def publish(cfg, params: RunParameters, experiment: tuple[str, str] | None, parent: str,
+            outcomes: dict[str, str]) -> str:
+    """The run's Prefect artifacts (what each stage did; the report) and the report's screenshot in MLflow."""
     report_md, report_html, report_stage = params.report(cfg)
     report = read_output(report_md, experiment)
     create_table_artifact([{"stage": s, "outcome": o} for s, o in outcomes.items()], key="rarl-stages",
@@ -263,7 +285,6 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
     create_markdown_artifact(markdown, key=f"rarl-{report_stage}", description="Base vs SFT vs GRPO comparison")
     if report is not None:
         screenshot_report(cfg, parent, experiment, report_html, report_stage)
-    tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
     return markdown
 
 

@@ -166,20 +166,21 @@ def judge_main(argv: list[str]) -> int:
     Exit codes: 0 done; 1 too many rows could not be scored (the scores file is still written); 2 bad input or config.
     """
     args = judge_parser().parse_args(argv)
+    import yaml
+
     from rarl_core.config import ConfigError, JudgeConfig, section_from_dict
+    from rarl_core.judge import JudgeFailed, judge_file, summarize_scores
 
     try:
-        import yaml
-
         if not args.params.is_file():
             raise ConfigError(f"{args.params} not found: run from the project root or pass --params")
-        section = dict((yaml.safe_load(args.params.read_text()) or {}).get("judge") or {})
+        section = (yaml.safe_load(args.params.read_text()) or {}).get("judge")
+        if not isinstance(section, dict):
+            raise ConfigError("judge must be a mapping of the judge's settings (see the shipped params.yaml)")
         section |= {key: getattr(args, key) for key in ("model", "api_base") if getattr(args, key) is not None}
         cfg = section_from_dict(JudgeConfig, section, "judge")
-        from rarl_core.judge import JudgeFailed, judge_file, summarize_scores
-
         run = judge_file(args.predictions, args.out, cfg)
-    except ConfigError as exc:
+    except (ConfigError, yaml.YAMLError) as exc:
         print(f"rarl judge: error: {args.params}: {exc}", file=sys.stderr)
         return 2
     except JudgeFailed as exc:

@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEPLOYMENTS = ("train", "evaluate", "compare")
+DEPLOYMENTS = ("train", "evaluate", "compare", "compare-unit")
 FLOW_NAME = "rarl"
 
 

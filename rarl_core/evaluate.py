@@ -14,6 +14,7 @@ from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -50,8 +51,25 @@ def eval_sets(cfg: Config) -> dict[str, pd.DataFrame]:
     sets = {}
     for name in [*cfg.data.in_domain, *cfg.data.unseen]:
         frame = load_split(cfg.paths.prepared, name, "test")
-        sets[name] = frame.head(cfg.evaluate.max_questions) if cfg.evaluate.max_questions else frame
+        sets[name] = stratified_sample(frame, cfg.evaluate.max_questions, cfg.evaluate.seed)
     return sets
+
+
+def stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most `n` rows (0: all), drawn with `seed` so that each answer type keeps its share (largest remainders),
+    in the set's own order. Why not the first n: a set's first rows are often one question type (the starter's
+    first 8 are, with a majority baseline of 87.5%)."""
+    if not n or n >= len(frame):
+        return frame
+    counts = frame["answer_type"].value_counts().sort_index()
+    quota = counts * n / len(frame)
+    take = quota.astype(int)
+    for kind in (quota - take).sort_values(ascending=False, kind="stable").index[: n - int(take.sum())]:
+        take[kind] += 1
+    rng = np.random.default_rng(seed)
+    keep = [i for kind, k in take.items() for i in rng.choice(np.flatnonzero(frame["answer_type"] == kind), k,
+                                                              replace=False)]
+    return frame.iloc[sorted(keep)].reset_index(drop=True)
 
 
 def load_for_eval(path: str | Path, model_cfg: ModelConfig, device: str | None = None):
@@ -88,7 +106,7 @@ def generation_kwargs(cfg: EvaluateConfig) -> dict:
 
 
 @torch.no_grad()
-def generate(model, processor, prompts: list[str], image_paths: list[str], max_new_tokens: int, batch_size: int,
+def generate(model, processor, prompts: list[str], image_paths: list, max_new_tokens: int, batch_size: int,
              desc: str = "generate", sampling: dict | None = None) -> list[dict]:
     """Completions for (prompt, image) pairs in order, `num_return_sequences` per pair (question-major), each with
     its token count and seconds per completion. Greedy unless `sampling` (see `generation_kwargs`) says otherwise."""
@@ -99,7 +117,8 @@ def generate(model, processor, prompts: list[str], image_paths: list[str], max_n
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         texts = [processor.apply_chat_template(user_message(p), add_generation_prompt=True, tokenize=False)
                  for p in prompts[start : start + batch_size]]
-        images = [Image.open(path).convert("RGB") for path in image_paths[start : start + batch_size]]
+        images = [Image.open(image).convert("RGB") if isinstance(image, (str, Path)) else image
+                  for image in image_paths[start : start + batch_size]]
         inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
         began = time.perf_counter()
         generated = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
@@ -142,35 +161,67 @@ def score_rows(frame: pd.DataFrame, generations: list[dict]) -> list[dict]:
 
 def cell_metrics(records: list[dict], n_resamples: int) -> dict:
     """Metrics of one model x dataset x prompt cell: by answer type, a bootstrap 95% interval on accuracy
-    (resampling questions), seconds per completion and accuracy per imaging modality."""
+    (resampling questions), seconds per completion, accuracy per imaging modality, and the published metrics
+    (LLaVA-Med's, MultiMedEval's and MedEvalKit's definitions: rarl_core/published_metrics.py)."""
+    from rarl_core.published_metrics import published_metrics
+
     metrics = summarize(records)
     low, high = bootstrap_ci(question_means(records), n_resamples)
     seconds = sum(r["seconds"] for r in records) / len(records)
     return metrics | {"accuracy_ci_low": low, "accuracy_ci_high": high, "seconds_per_completion": seconds,
-                      "accuracy_by_modality": by_modality(records)}
+                      "accuracy_by_modality": by_modality(records), "published": published_metrics(records)}
 
 
 def evaluate_model(cfg: Config, name: str, path: str, sets: dict[str, pd.DataFrame], templates: dict,
-                   save: Callable[[str, str, list[dict]], None]) -> dict[str, dict[str, dict]]:
-    """Evaluate one model (loaded once) on every set x prompt; `save(dataset, prompt, records)` keeps predictions."""
+                   save: Callable[[str, str, list[dict], str | None], None]) -> dict[str, dict[str, dict]]:
+    """Evaluate one model (loaded once) on every set x prompt, with the real images and with each image control of
+    evaluate.image_controls; `save(dataset, prompt, records, control)` keeps predictions (control None: real).
+
+    A cell's metrics are those of the real images, plus `controls` (each control's accuracy and format rate) and
+    `image_reliance` (real minus control on the same questions, paired 95% CI)."""
+    from rarl_core.controls import control_images, image_reliance
+
     model, processor = load_for_eval(path, cfg.model)
     sampling = generation_kwargs(cfg.evaluate)
+    e = cfg.evaluate
     results: dict[str, dict[str, dict]] = {}
     for dataset, frame in sets.items():
-        for prompt_name in cfg.evaluate.prompts:
-            torch.manual_seed(cfg.evaluate.seed)  # each cell reproducible on its own when sampling
+        images = {None: list(frame["image_path"])} | {c: control_images(frame, c, e.seed) for c in e.image_controls}
+        for prompt_name in e.prompts:
             prompts = [inference_prompt(prompt_name, q, c, templates) for q, c in zip(frame["question"], frame["choices"])]
-            generations = generate(model, processor, prompts, list(frame["image_path"]), cfg.evaluate.max_new_tokens,
-                                   cfg.evaluate.batch_size, desc=f"{name}/{dataset}/{prompt_name}", sampling=sampling)
-            records = score_rows(frame, generations)
-            save(dataset, prompt_name, records)
-            results.setdefault(dataset, {})[prompt_name] = cell_metrics(records, cfg.evaluate.n_resamples)
+            scored = {}
+            for control, shown in images.items():
+                torch.manual_seed(e.seed)  # each cell reproducible on its own when sampling
+                desc = f"{name}/{dataset}/{prompt_name}" + (f" ({control} image)" if control else "")
+                generations = generate(model, processor, prompts, shown, e.max_new_tokens, e.batch_size, desc=desc,
+                                       sampling=sampling)
+                records = score_rows(frame, generations)
+                save(dataset, prompt_name, records, control)
+                scored[control] = records
+            cell = cell_metrics(scored[None], e.n_resamples)
+            real = question_means(scored[None])
+            cell["controls"] = {c: {k: summarize(scored[c]).get(k) for k in ("accuracy", "format_rate")}
+                                for c in e.image_controls}
+            cell["image_reliance"] = {c: image_reliance(real, question_means(scored[c]), e.n_resamples)
+                                      for c in e.image_controls}
+            results.setdefault(dataset, {})[prompt_name] = cell
     return results
 
 
-def baselines(sets: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Majority-answer accuracy per evaluation set: what a model that ignores the image would score."""
-    return {name: majority_baseline(list(f["answer"]), list(f["answer_type"]), list(f["choices"])) for name, f in sets.items()}
+def baselines(sets: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """What a model that ignores the image scores, per evaluation set: the majority answer per answer type, and the
+    blind prior (the commonest training answer to the same question text, rarl_core/controls.py)."""
+    from rarl_core.controls import blind_prior
+
+    return {name: {"majority": majority_baseline(list(f["answer"]), list(f["answer_type"]), list(f["choices"])),
+                   "blind_prior": float(np.mean(blind_prior(train, f)))} for name, f in sets.items()}
+
+
+def training_rows(cfg: Config) -> pd.DataFrame:
+    """The train split of every training set (the blind prior's memory)."""
+    from rarl_core.schema import load_split
+
+    return pd.concat([load_split(cfg.paths.prepared, name, "train") for name in cfg.data.train], ignore_index=True)
 
 
 def paired_comparisons(scores: Scores, models: list[str], n_resamples: int) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

@@ -1,7 +1,7 @@
 """GRPO with LoRA: the RL stage of RARL.
 
 A fresh LoRA adapter on the SFT model is trained by TRL's GRPOTrainer. The reward is the weighted sum of named
-rewards from rarl_core/rewards.py: format, accuracy and reasoning. With `reasoning` weight 0 this is conventional
+rewards from rarl_core/rewards.py: format, accuracy, reasoning and cue. With `reasoning` weight 0 this is conventional
 RL (format + accuracy, as MedVLM-R1 and Med-R1 do); with a positive weight it is RARL. Every reward is passed to
 TRL even at weight 0, so each one is computed and logged per step (`rewards/<name>/mean`) and RL and RARL runs can be
 compared on the same curves.
@@ -26,7 +26,8 @@ VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|imag
 
 def grpo_dataset(frame: pd.DataFrame):
     """Prompt rows for GRPO; the reference columns reach the reward functions as keyword arguments."""
-    extra = {"answer": "answer", "answer_type": "answer_type", "choices": "choices", "question": "question"}
+    extra = {"answer": "answer", "answer_type": "answer_type", "choices": "choices", "question": "question",
+             "reasoning": "reasoning"}
     return vision_dataset(frame, "prompt_text", extra)
 
 
@@ -80,6 +81,8 @@ def train_grpo(
         beta=g.beta,
         loss_type=g.loss_type,
         importance_sampling_level=g.importance_sampling_level,
+        scale_rewards=g.scale_rewards,
+        multi_objective_aggregation=g.multi_objective_aggregation,
         reward_weights=weights,
         learning_rate=g.learning_rate,
         lr_scheduler_type=g.lr_scheduler,

@@ -129,6 +129,80 @@ def reward_figure(rewards: Mapping[str, Mapping[str, Sequence[tuple[int, float]]
     return _png(fig)
 
 
+def compare_accuracy_figure(results: Mapping, label=str) -> bytes:
+    """`rarl compare`: one panel per dataset: a bar per model and prompt (mean, 95% CI), a dot per seed, the baseline dashed."""
+    datasets = list(results["accuracy"])
+    fig, axes = _figure(len(datasets), 5.5, 3.6)
+    for ax, dataset in zip(axes, datasets):
+        prompts = list(results["accuracy"][dataset])
+        models = list(dict.fromkeys(m for p in prompts for m in results["accuracy"][dataset][p]))
+        width = 0.8 / max(1, len(models))
+        for i, model in enumerate(models):
+            for j, prompt in enumerate(prompts):
+                c = results["accuracy"][dataset][prompt].get(model)
+                if c is None:
+                    continue
+                x = j - 0.4 + width * (i + 0.5)
+                err = [[100 * max(0.0, c["mean"] - c["ci_low"])], [100 * max(0.0, c["ci_high"] - c["mean"])]]
+                ax.bar(x, 100 * c["mean"], width, yerr=err, capsize=3, color=f"C{i}",
+                       label=label(model) if j == 0 else None)
+                ax.plot([x] * len(c["per_seed"]), [100 * v for v in c["per_seed"]], "k.", markersize=4)
+        baseline = results["baselines"].get(dataset, {}).get("majority")
+        if baseline is not None:
+            ax.axhline(100 * baseline, color="black", linestyle="dashed", linewidth=1)
+        ax.set_xticks(range(len(prompts)), prompts)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(dataset)
+    axes[-1].legend(fontsize="small", loc="upper right")
+    return _png(fig)
+
+
+def differences_figure(results: Mapping) -> bytes:
+    """Every paired difference with its 95% interval, one line each; an interval crossing 0 is no evidence."""
+    rows = [(f"{a} - {b} · {d} · {p}", c) for pair, per_d in results["paired"].items() for d, per_p in per_d.items()
+            for p, c in per_p.items() for a, b in [pair.split("-", 1)]]
+    fig, (ax,) = _figure(1, 7.0, max(2.5, 0.28 * len(rows) + 1.0))
+    for i, (_, c) in enumerate(rows):
+        colour = "C2" if c["ci_low"] > 0 else "C3" if c["ci_high"] < 0 else "grey"
+        ax.plot([100 * c["ci_low"], 100 * c["ci_high"]], [i, i], color=colour, linewidth=2)
+        ax.plot([100 * c["diff"]], [i], "o", color=colour)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy difference (points), 95% CI")
+    return _png(fig)
+
+
+def plot_tables(rows: list[dict], gaps: Mapping[str, Mapping[str, float]],
+                rewards: Mapping[str, Mapping[str, list]]) -> dict[str, list[dict]]:
+    """CSV rows for DVC's plots, by file name under paths.plots: accuracy, gap, judge (in %), rewards per variant;
+    from the report's comparison rows (rarl_core.report.comparison_rows), generalisation gaps and reward curves."""
+
+    def in_percent(x: float | None) -> float | None:
+        return None if x is None else round(100 * x, 2)
+
+    tables = {
+        "accuracy.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}", "model": r["model"],
+                          "dataset": r["dataset"], "prompt": r["prompt"], "accuracy": in_percent(r["accuracy"]),
+                          "ci_low": in_percent(r["ci_low"]), "ci_high": in_percent(r["ci_high"]),
+                          "baseline": in_percent(r["baseline"])}
+                         for r in rows],
+        "gap.csv": [{"cell": f"{model} · {prompt}", "model": model, "prompt": prompt, "gap": in_percent(gap)}
+                    for model, per_prompt in gaps.items()
+                    for prompt, gap in per_prompt.items()],
+        "judge.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}",
+                       "correctness": in_percent(r["judge_correctness"]), "reasoning": in_percent(r["judge_reasoning"])}
+                      for r in rows],
+    }
+    for variant, curves in rewards.items():
+        steps = sorted({step for curve in curves.values() for step, _ in curve})
+        by_key = {key.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward"): dict(curve)
+                  for key, curve in curves.items()}
+        tables[f"rewards/{variant}.csv"] = [{"step": s, **{k: v.get(s) for k, v in by_key.items()}} for s in steps]
+    return tables
+
+
 def write_plot_data(folder: Path, tables: dict[str, list[dict]]) -> None:
     """One CSV per plot under `folder` (replaced whole, so a removed variant leaves no stale curve)."""
     with atomic_dir(folder) as tmp:

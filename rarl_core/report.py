@@ -10,16 +10,13 @@ written into the report itself (`champion_rule`).
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rarl_core import plots
-from rarl_core.config import Config
-from rarl_core.config import RUBRIC_LABEL
+from rarl_core.config import RUBRIC_LABEL, Config
+from rarl_core.pages import Section, Table, page_html, page_markdown, pct, pts
 
 # ----------------------------------------------------------------------------------------------------------------
 # Rows and the champion
@@ -29,8 +26,9 @@ from rarl_core.config import RUBRIC_LABEL
 def comparison_rows(evaluation: dict, in_domain: list[str], unseen: list[str], judge: dict | None = None) -> list[dict]:
     """One flat row per model x dataset x prompt (fractions in [0, 1]; judge means None without a judge run).
 
-    Keys: model, dataset, group (in-domain / unseen), prompt, n, accuracy, ci_low, ci_high, baseline, format_rate,
-    judge_correctness, judge_reasoning. This is the comparison table as data (the Prefect flow publishes it).
+    Keys: model, dataset, group (in-domain / unseen), prompt, n, accuracy, ci_low, ci_high, baseline (majority
+    answer), blind_prior, blank, shuffled (accuracy with the image controls), format_rate, judge_correctness,
+    judge_reasoning. This is the comparison table as data (the Prefect flow publishes it).
     """
     judged = (judge or {}).get("models", {})
     rows = []
@@ -42,7 +40,11 @@ def comparison_rows(evaluation: dict, in_domain: list[str], unseen: list[str], j
                     "model": model, "dataset": dataset, "group": "unseen" if dataset in unseen else "in-domain",
                     "prompt": prompt, "n": m.get("n"), "accuracy": m.get("accuracy"),
                     "ci_low": m.get("accuracy_ci_low"), "ci_high": m.get("accuracy_ci_high"),
-                    "baseline": evaluation["baselines"].get(dataset), "format_rate": m.get("format_rate"),
+                    "baseline": evaluation["baselines"].get(dataset, {}).get("majority"),
+                    "blind_prior": evaluation["baselines"].get(dataset, {}).get("blind_prior"),
+                    "blank": m.get("controls", {}).get("blank", {}).get("accuracy"),
+                    "shuffled": m.get("controls", {}).get("shuffled", {}).get("accuracy"),
+                    "format_rate": m.get("format_rate"),
                     "judge_correctness": j.get("mean_correctness"), "judge_reasoning": j.get("mean_reasoning"),
                 })
     return rows
@@ -83,12 +85,6 @@ def read_inputs(cfg: Config) -> tuple[dict, dict | None]:
     judge = json.loads((metrics / "judge.json").read_text()) if (metrics / "judge.json").is_file() else None
     order = display_order(cfg)
     return in_order(evaluation, *order), in_order(judge, *order)
-
-
-def read_comparison_rows(cfg: Config) -> list[dict]:
-    """`comparison_rows` of the last evaluation (and judge run, if any), read from paths.metrics."""
-    evaluation, judge = read_inputs(cfg)
-    return comparison_rows(evaluation, cfg.data.in_domain, cfg.data.unseen, judge)
 
 
 def champion_rule(prompt: str) -> str:
@@ -146,35 +142,8 @@ class ReportInputs:
     decoding: str = "decoding=greedy"  # the evaluate stage's decoding settings, as key=value pairs
 
 
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Section:
-    """One part of the report: `key` is its HTML anchor; text uses Markdown `code` only; figure is PNG bytes."""
-
-    key: str
-    title: str
-    text: list[str] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    figure: bytes | None = None
-    caption: str = ""
-
-
-SECTION_KEYS = ("champion", "accuracy", "answer-types", "modality", "gap", "paired", "judge", "training")
-
-
-def pct(x: float | None) -> str:
-    """A share as a percentage with one decimal; '-' where there is no number (None or NaN)."""
-    return "-" if x is None or x != x else f"{100 * x:.1f}"
-
-
-def pts(x: float | None) -> str:
-    """A difference of shares in signed percentage points; '-' where there is no number."""
-    return "-" if x is None or x != x else f"{100 * x:+.1f}"
+SECTION_KEYS = ("champion", "accuracy", "image-controls", "published", "answer-types", "modality", "gap", "paired",
+                "judge", "training")
 
 
 def _models(evaluation: dict) -> list[str]:
@@ -224,8 +193,9 @@ def champion_section(inputs: ReportInputs) -> Section:
 
 
 def accuracy_section(inputs: ReportInputs, rows: list[dict]) -> Section:
-    text = ["Accuracy in % with a bootstrap 95% interval (questions resampled); `baseline` is the majority-answer "
-            "accuracy of the set (a model that ignores the image); `format` is the share of answers in the trained "
+    text = ["Accuracy in % with a bootstrap 95% interval (questions resampled), real images (the controls: next "
+            "section); `baseline` is the majority-answer accuracy of the set (a model that ignores the image); "
+            "`format` is the share of answers in the trained "
             "`<think>`/`<answer>` format; the judge columns are mean judge scores in % (see Judge). "
             f"Decoding settings: {inputs.decoding}."]
     table = Table(["model", "dataset", "group", "prompt", "n", "accuracy [95% CI]", "baseline", "format",
@@ -235,6 +205,53 @@ def accuracy_section(inputs: ReportInputs, rows: list[dict]) -> Section:
                     pct(r["format_rate"]), pct(r["judge_correctness"]), pct(r["judge_reasoning"])] for r in rows])
     return Section("accuracy", "Accuracy", text, [table], caption="Accuracy per dataset and model, 95% CI error bars; "
                    "dashed: majority-answer baseline.")
+
+
+def image_controls_section(inputs: ReportInputs, rows: list[dict]) -> Section:
+    """Does each model look at the image? Real vs blank vs shuffled images, the reliance gap, the blind baselines."""
+    from rarl_core.controls import reliance_warnings
+
+    text = ["Accuracy in % on the same questions with the real image, a blank (mid-grey) image of the same size, and "
+            "images shuffled across questions; `real - blank` is the image-reliance gap in points with a paired "
+            "bootstrap 95% interval. Beside them, what a model that never sees an image scores: the blind prior (the "
+            "commonest training answer to the same question text) and the majority answer of the set. A model that "
+            "does not beat its own blank-image score, or the blind prior, is not shown to look at the image "
+            "(rarl_core/controls.py)."]
+    table_rows, warnings = [], []
+    for r in rows:
+        m = inputs.evaluation["models"][r["model"]][r["dataset"]][r["prompt"]]
+        reliance = m.get("image_reliance", {})
+        gap = [f"{pts(d['diff'])} [{pts(d['ci_low'])}, {pts(d['ci_high'])}]" if (d := reliance.get(c)) else "-"
+               for c in ("blank", "shuffled")]
+        table_rows.append([r["model"], r["dataset"], r["prompt"], pct(r["accuracy"]), pct(r["blank"]),
+                           pct(r["shuffled"]), *gap, pct(r["blind_prior"]), pct(r["baseline"])])
+        if r["model"] != "base":
+            warnings += reliance_warnings(r["model"], r["dataset"], r["prompt"], m, r["blind_prior"])
+    if not any(m.get("controls") for *_, m in _cells(inputs.evaluation)):
+        text.append("The image controls are off (evaluate.image_controls is empty): nothing here shows whether a "
+                    "model looks at the image.")
+    text += [f"Warning: {w}." for w in warnings]
+    header = ["model", "dataset", "prompt", "real", "blank", "shuffled", "real - blank [95% CI]",
+              "real - shuffled [95% CI]", "blind prior", "majority"]
+    return Section("image-controls", "Does each model look at the image?", text, [Table(header, table_rows)])
+
+
+def published_section(inputs: ReportInputs) -> Section:
+    """The metrics of the papers users compare with, each under its own definition (rarl_core/published_metrics)."""
+    from rarl_core.published_metrics import DEFINITIONS, POOLED_ACCURACY_LABEL
+
+    keys = ["llava_med/closed_accuracy", "llava_med/open_recall", "multimedeval/closed_accuracy",
+            "multimedeval/open_recall", "multimedeval/open_accuracy", "multimedeval/f1", "medevalkit/closed_accuracy",
+            "medevalkit/open_exact", "medevalkit/open_f1", "rarl/accuracy_pooled"]
+    text = ["Closed-question accuracy and open-question recall computed the way the papers users compare against "
+            "compute them, so that a VQA-RAD, SLAKE or PathVQA run can be read beside MedGemma's, LLaVA-Med's or "
+            "MedVLM-R1's published numbers: only numbers of the same definition are comparable. In %, real images; "
+            "multiple-choice questions are outside these definitions. `rarl/accuracy_pooled` is this project's own "
+            f"accuracy ({POOLED_ACCURACY_LABEL}), which no paper reports."]
+    text += [f"`{name}`: {sentence}" for name, sentence in DEFINITIONS.items()]
+    rows = [[model, dataset, prompt, *(pct(m.get("published", {}).get(k)) for k in keys)]
+            for model, dataset, prompt, m in _cells(inputs.evaluation)]
+    return Section("published", "Published metrics", text, [Table(["model", "dataset", "prompt", *keys], rows)])
 
 
 def answer_types_section(inputs: ReportInputs) -> Section:
@@ -295,19 +312,31 @@ def judge_section(inputs: ReportInputs, figures: bool) -> Section:
         who = f"Judge: the LLM `{label}` through LiteLLM."
     text = [who, "Correctness (does the final answer agree with the reference) and reasoning (quality of the "
                  "explanation) on the 0-3 scale of the RARL authors' judge, shown as means in % of the maximum and as "
-                 "counts of answers at each level 0/1/2/3."]
+                 "counts of answers at each level 0/1/2/3.",
+            "Judges in medicine favour long answers and their own model family's: `r(length)` is the Spearman "
+            "correlation of each score with the completion's length in tokens (near 0 is what an unbiased judge "
+            "shows when length does not track quality)."]
+    if family := inputs.judge.get("same_family"):
+        text.append(f"Warning: the judge `{label}` is of the same model family ({family}) as the evaluated models: it "
+                    "may favour their outputs. Use a judge from another family.")
     rows = []
     for model, per_set in inputs.judge.get("models", {}).items():
         for dataset, per_prompt in per_set.items():
             for prompt, s in per_prompt.items():
+                r = s.get("length_correlation", {})
                 rows.append([model, dataset, prompt, pct(s.get("mean_correctness")), pct(s.get("mean_reasoning")),
                              "/".join(map(str, s.get("correctness_hist", []))),
-                             "/".join(map(str, s.get("reasoning_hist", []))), str(s.get("n_errors", 0))])
+                             "/".join(map(str, s.get("reasoning_hist", []))), _r(r.get("correctness")),
+                             _r(r.get("reasoning")), str(s.get("n_errors", 0))])
     header = ["model", "dataset", "prompt", "correctness", "reasoning", "correctness 0/1/2/3", "reasoning 0/1/2/3",
-              "errors"]
+              "correctness r(length)", "reasoning r(length)", "errors"]
     figure = plots.judge_figure(inputs.judge["models"], label) if inputs.judge.get("models") and figures else None
     return Section("judge", "Judge", text, [Table(header, rows)], figure,
                    "Judge score distributions: share of answers at each level, per model x dataset x prompt.")
+
+
+def _r(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:+.2f}"
 
 
 def training_section(inputs: ReportInputs, figures: bool) -> Section:
@@ -328,9 +357,10 @@ def training_section(inputs: ReportInputs, figures: bool) -> Section:
 def build_sections(inputs: ReportInputs, figures: bool = True) -> list[Section]:
     """The report's sections in reading order; `figures=False` skips drawing (the Markdown has no images)."""
     rows = comparison_rows(inputs.evaluation, inputs.in_domain, inputs.unseen, inputs.judge)
-    sections = [champion_section(inputs), accuracy_section(inputs, rows), answer_types_section(inputs),
-                modality_section(inputs), gap_section(inputs, figures), paired_section(inputs),
-                judge_section(inputs, figures), training_section(inputs, figures)]
+    sections = [champion_section(inputs), accuracy_section(inputs, rows), image_controls_section(inputs, rows),
+                published_section(inputs), answer_types_section(inputs), modality_section(inputs),
+                gap_section(inputs, figures), paired_section(inputs), judge_section(inputs, figures),
+                training_section(inputs, figures)]
     if figures:
         sections[1].figure = plots.accuracy_figure(rows, _models(inputs.evaluation), _datasets(inputs),
                                                    _prompts(inputs.evaluation))
@@ -352,91 +382,3 @@ def render_markdown(inputs: ReportInputs) -> str:
 def render_html(inputs: ReportInputs) -> str:
     """The report as one self-contained HTML page."""
     return page_html(TITLE, build_sections(inputs))
-
-
-def sections_markdown(sections: list[Section]) -> str:
-    """Sections as Markdown: heading, paragraphs, tables (figures live in the HTML page only)."""
-    lines = []
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for paragraph in section.text:
-            lines += [paragraph, ""]
-        for table in section.tables:
-            lines.append("| " + " | ".join(table.header) + " |")
-            lines.append("|" + "---|" * len(table.header))
-            lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-            lines.append("")
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def page_markdown(title: str, sections: list[Section]) -> str:
-    return f"# {title}\n\n" + sections_markdown(sections)
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}nav a{margin-right:1em}
-figcaption{font-size:0.9em;color:#555}"""
-
-
-def _inline(text: str) -> str:
-    """Escape text for HTML, then turn Markdown `code`, **bold** and *italic* spans into HTML."""
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-    text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"\*([^*]+)\*", r"<i>\1</i>", text)
-
-
-def page_html(title: str, sections: list[Section]) -> str:
-    """Sections as one self-contained HTML page: inline CSS, figures as base64 PNG data URIs, no external asset."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             "<nav>" + "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections) + "</nav>"]
-    for section in sections:
-        parts.append(f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>')
-        parts += [f"<p>{_inline(p)}</p>" for p in section.text]
-        if section.figure is not None:
-            data = base64.b64encode(section.figure).decode("ascii")
-            caption = f"<figcaption>{_inline(section.caption)}</figcaption>" if section.caption else ""
-            parts.append(f'<figure><img alt="{html.escape(section.title)}" src="data:image/png;base64,{data}">'
-                         f"{caption}</figure>")
-        for table in section.tables:
-            parts.append("<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in table.header)
-                         + "</tr></thead><tbody>")
-            parts += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in table.rows]
-            parts.append("</tbody></table>")
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Plot data for `dvc plots show`
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def plot_tables(inputs: ReportInputs) -> dict[str, list[dict]]:
-    """CSV rows for DVC's plots, by file name under paths.plots: accuracy, gap, judge (in %), rewards per variant."""
-    rows = comparison_rows(inputs.evaluation, inputs.in_domain, inputs.unseen, inputs.judge)
-
-    def in_percent(x: float | None) -> float | None:
-        return None if x is None else round(100 * x, 2)
-
-    tables = {
-        "accuracy.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}", "model": r["model"],
-                          "dataset": r["dataset"], "prompt": r["prompt"], "accuracy": in_percent(r["accuracy"]),
-                          "ci_low": in_percent(r["ci_low"]), "ci_high": in_percent(r["ci_high"]),
-                          "baseline": in_percent(r["baseline"])}
-                         for r in rows],
-        "gap.csv": [{"cell": f"{model} · {prompt}", "model": model, "prompt": prompt, "gap": in_percent(gap)}
-                    for model, per_prompt in inputs.evaluation.get("gaps", {}).items()
-                    for prompt, gap in per_prompt.items()],
-        "judge.csv": [{"cell": f"{r['model']} · {r['dataset']} · {r['prompt']}",
-                       "correctness": in_percent(r["judge_correctness"]), "reasoning": in_percent(r["judge_reasoning"])}
-                      for r in rows],
-    }
-    for variant, curves in inputs.rewards.items():
-        steps = sorted({step for curve in curves.values() for step, _ in curve})
-        by_key = {key.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward"): dict(curve)
-                  for key, curve in curves.items()}
-        tables[f"rewards/{variant}.csv"] = [{"step": s, **{k: v.get(s) for k, v in by_key.items()}} for s in steps]
-    return tables

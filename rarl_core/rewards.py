@@ -1,4 +1,4 @@
-"""Batch reward functions for TRL's GRPOTrainer: format, accuracy and reasoning quality.
+"""Batch reward functions for TRL's GRPOTrainer: format, accuracy, reasoning quality and the truth of the stated cue.
 
 RARL's reward "jointly considers diagnostic accuracy and reasoning quality"; the paper publishes no formula, so the
 rules below are our documented choice. Each function has TRL's signature
@@ -17,6 +17,9 @@ format_reward, per completion:
 accuracy_reward: `answers.score_answer(parsed_answer, reference, answer_type, choices).score`: 1/0 for closed and
     multiple choice, exact-or-token-F1 for open. An answer naming every option, or saying "yes and no", resolves to
     no option/label and scores 0.
+
+cue_reward: the share of the row's true reasoning (its `reasoning` column, true by construction in the starter set)
+    that the think states, its conclusion left out: evidence, not form (see its docstring).
 
 reasoning_reward: a fast heuristic in [0, 1]; 0.0 when the think is missing or empty, or when its conclusion
     contradicts the completion's own answer (reasoning that argues against the answer given is worse than none:
@@ -50,6 +53,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rarl_core.answer_text import answer_tokens
 from rarl_core.answers import (
     STOPWORDS,
     choice_index,
@@ -292,10 +296,46 @@ def _word_agreement(conclusion: str, answer: str) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Cue: the think's stated evidence against the truth
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def cue_reward(completions: Sequence[Any], reasoning: Sequence[str | None] | None = None,
+               **kwargs: Any) -> list[float | None]:
+    """Does the think state the true visual cue? The share of the row's reference reasoning's content words (its
+    `reasoning` column, true by construction in the starter set: "one bright round finding in the upper left, so
+    ...") that the completion's think contains, in canonical form (numbers as digits, plurals folded); the
+    reference's conclusion after its last "so" is left out, so that repeating the answer earns nothing. 0.0 without
+    a think; None (TRL skips the row) where the row has no reference reasoning. Unlike `reasoning_reward`, which
+    judges the think's form against its own answer, this pays only for evidence that is true of the image.
+    """
+    n = _check_lengths(completions=completions, reasoning=reasoning)
+    references = _optional_column(reasoning, n)
+    out: list[float | None] = []
+    for completion, reference in zip(completions, references):
+        wanted = {t for t in answer_tokens(_evidence(reference)) if t not in STOPWORDS}
+        if not wanted:
+            out.append(None)
+            continue
+        think = parse_completion(completion_text(completion)).think
+        out.append(len(wanted & set(answer_tokens(think))) / len(wanted) if think else 0.0)
+    return out
+
+
+def _evidence(reasoning: str | None) -> str:
+    """A reference reasoning without its conclusion: the text before its last conclusion marker."""
+    if not reasoning:
+        return ""
+    markers = list(_CONCLUSION_MARKER.finditer(reasoning))
+    return reasoning[: markers[-1].start()] if markers else reasoning
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # By name
 # ----------------------------------------------------------------------------------------------------------------
 
 # The rewards a GRPO variant weights (grpo.variants in params.yaml), by the names config.REWARD_NAMES declares.
-REWARD_FUNCS = {"format": format_reward, "accuracy": accuracy_reward, "reasoning": reasoning_reward}
+REWARD_FUNCS = {"format": format_reward, "accuracy": accuracy_reward, "reasoning": reasoning_reward,
+                "cue": cue_reward}
 if tuple(REWARD_FUNCS) != REWARD_NAMES:  # the params schema and the functions must name the same rewards
     raise ImportError(f"rarl_core.rewards defines {tuple(REWARD_FUNCS)}, rarl_core.config declares {REWARD_NAMES}")

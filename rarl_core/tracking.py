@@ -11,11 +11,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rarl_core.config import ConfigError, MlflowConfig
 from rarl_core.files import project_path
 
 PARENT_ENV = "RARL_PARENT_RUN_ID"
+
+
+@dataclass
+class Tracked:
+    """Where a stage's MLflow run goes: under `parent`, named `name`, with `tags`; or, with `resume_run_id`, into that
+    existing run (the evaluation of a comparison unit logs into the run its training stage opened)."""
+
+    parent: str
+    name: str
+    tags: dict[str, str]
+    resume_run_id: str | None = None
 
 
 def _mlflow():
@@ -36,19 +48,44 @@ def tracking_uri(cfg: MlflowConfig) -> str:
     return uri
 
 
+# The MLflow UI opens an experiment in its GenAI view unless told it holds model training (MLflow 3's kind tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(cfg: MlflowConfig) -> str:
-    """Point MLflow at the configured store and return the experiment's id, creating it with the artifact root."""
+    """Point MLflow at the configured store and return the experiment's id, creating it with the artifact root (and
+    the tag that opens it in the UI's model-training view)."""
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri(cfg))
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
+        if experiment.tags.get("mlflow.experimentKind") is None:  # made by an older version, or by hand
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return experiment.experiment_id
     root = cfg.artifact_root
     if "://" not in root:
         path = project_path(root)
         path.mkdir(parents=True, exist_ok=True)
         root = path.as_uri()
-    return mlflow.create_experiment(cfg.experiment, artifact_location=root)
+    return mlflow.create_experiment(cfg.experiment, artifact_location=root, tags=EXPERIMENT_KIND)
+
+
+def log_dataset(frame, source: str, name: str, context: str) -> None:
+    """A dataset as an MLflow input of the active run (the UI's Datasets column): its name, source, digest, schema."""
+    import mlflow.data
+
+    _mlflow().log_input(mlflow.data.from_pandas(frame, source=source, name=name), context=context)
+
+
+def drop_if_empty(cfg: MlflowConfig, run_id: str) -> bool:
+    """Delete a parent run that holds no nested run (a pipeline run in which DVC found every stage up to date):
+    an empty run in the UI reads as a run that did something. True when deleted."""
+    client = _mlflow().MlflowClient()
+    if client.search_runs([experiment_id(cfg)], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                          max_results=1):
+        return False
+    client.delete_run(run_id)
+    return True
 
 
 def start_pipeline_run(cfg: MlflowConfig, params_hash: str, run_name: str = "pipeline") -> str:
@@ -77,6 +114,42 @@ def parent_run_id(cfg: MlflowConfig, params_hash: str) -> str:
         max_results=1,
     )
     return found[0].info.run_id if found else start_pipeline_run(cfg, params_hash)
+
+
+def find_child_run(cfg: MlflowConfig, parent_id: str, tags: dict[str, str]) -> str | None:
+    """The newest run nested under `parent_id` that carries every tag of `tags`, or None."""
+    experiment = experiment_id(cfg)
+    conditions = [f"tags.`mlflow.parentRunId` = '{parent_id}'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
+    found = _mlflow().MlflowClient().search_runs([experiment], filter_string=" and ".join(conditions),
+                                                 order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0].info.run_id if found else None
+
+
+COMPARISON_ENV = "RARL_COMPARISON_RUN_ID"
+COMPARISON_TAGS = {"rarl.kind": "comparison", "rarl.stage": "compare"}
+
+
+def comparison_run_id(cfg: MlflowConfig, parent_id: str) -> str:
+    """The comparison's run (`rarl compare`), nested under the pipeline's parent run: every unit's run is nested
+    under it. From RARL_COMPARISON_RUN_ID (the flow opens it once, before workers on several hosts start units),
+    else the one already under `parent_id`, else a new one. It stays RUNNING until the analysis stage ends it."""
+    if run_id := os.environ.get(COMPARISON_ENV):
+        return run_id
+    if run_id := find_child_run(cfg, parent_id, COMPARISON_TAGS):
+        return run_id
+    client = _mlflow().MlflowClient()
+    run = client.create_run(experiment_id(cfg), run_name="compare",
+                            tags={"mlflow.parentRunId": parent_id, **COMPARISON_TAGS})
+    return run.info.run_id
+
+
+def compare_unit_run(cfg: MlflowConfig, model: str, seed: int | None, pipeline_parent: str) -> Tracked:
+    """The MLflow run of one `rarl compare` unit ("rl seed 0", "sft"), nested under the comparison's run: opened by
+    the unit's training stage, continued by its evaluation stage."""
+    parent = comparison_run_id(cfg, pipeline_parent)
+    tags = {"rarl.stage": "compare", "rarl.model": model, "rarl.seed": str(seed)}
+    name = model if seed is None else f"{model} seed {seed}"
+    return Tracked(parent, name, tags, find_child_run(cfg, parent, tags))
 
 
 def end_pipeline_run(cfg: MlflowConfig, run_id: str, status: str = "FINISHED") -> None:
@@ -117,6 +190,22 @@ def _existing_run(client, run_id: str | None):
         return client.get_run(run_id)
     except Exception:  # deleted or from another store: start a fresh run
         return None
+
+
+def log_history(logs: list[dict], prefix: str) -> None:
+    """Per-step training logs (a Trainer's log_history: dicts with `step`) into the active run, after training: the
+    curves are in MLflow without any logging call during the timed training."""
+    import time
+
+    from mlflow.entities import Metric
+
+    mlflow = _mlflow()
+    now = int(time.time() * 1000)
+    points = [Metric(f"{prefix}{key}", float(value), now, int(log["step"])) for log in logs for key, value in log.items()
+              if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[start:start + 1000])
 
 
 def log_params(params: dict[str, object]) -> None:

@@ -8,14 +8,18 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rarl_core.config import Config, ConfigError, load_config
+from rarl_core.tracking import Tracked
 
 QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -32,6 +36,47 @@ def quiet_env() -> None:
     """No telemetry, no network look-ups at import (LiteLLM's cost map), no tokenizer fork warnings."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+
+
+EVENTS_ENV = "RARL_STAGE_EVENTS"  # a JSON-lines file an orchestrator reads: which stage started, ended, failed, why
+TIMEOUTS_ENV = "RARL_STAGE_TIMEOUTS"  # {stage name: seconds}: a stage past its limit stops itself and says so
+
+
+def stage_event(stage: str, event: str, **fields) -> None:
+    """Append one machine-readable record of this stage to the orchestrator's events file, if one is set.
+
+    DVC names the stage it runs in DVC_STAGE (grpo@rl, compare/dvc.yaml:compare_grpo@rl-0); one short line per
+    write, opened for append, so records from stages of parallel runs never interleave within a line.
+    """
+    if path := os.environ.get(EVENTS_ENV):
+        record = {"stage": os.environ.get("DVC_STAGE", stage), "event": event, "pid": os.getpid(),
+                  "time": time.time(), **fields}
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def start_watchdog(stage: str) -> None:
+    """Stop this stage, and every process it started, once it runs longer than its limit in RARL_STAGE_TIMEOUTS
+    (keyed by DVC stage name, then by the name its parameters use: grpo@rl, then grpo), after recording why."""
+    limits = json.loads(os.environ.get(TIMEOUTS_ENV) or "{}")
+    name = os.environ.get("DVC_STAGE", stage)
+    limit = limits.get(name, limits.get(stage))
+    if not limit:
+        return
+
+    def stop() -> None:
+        import psutil
+
+        stage_event(stage, "timed out", limit_s=limit)
+        print(f"error in stage {name}: it ran longer than its time limit ({limit:.0f} s) and was stopped",
+              file=sys.stderr, flush=True)
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    timer = threading.Timer(limit, stop)
+    timer.daemon = True
+    timer.start()
 
 
 class StageError(RuntimeError):
@@ -80,13 +125,13 @@ def params_hash(path: str | Path) -> str:
 
 @dataclass
 class StageContext:
-    """What a stage needs besides its config: where MLflow runs go."""
+    """What a stage needs besides its config: where MLflow runs go, its command-line arguments."""
 
     stage: str
-    params_path: Path
     parent_run_id: str
     variant: str | None = None
     work_dir: Path | None = None  # a training stage's checkpoint folder (see rarl_core/checkpoints.py)
+    args: argparse.Namespace | None = None
 
     def child_run(self, cfg: Config, name: str, tags: dict[str, str] | None = None):
         from rarl_core.tracking import child_run
@@ -117,20 +162,29 @@ def stage_main(
     argv: list[str] | None = None,
     per_variant: bool = False,
     checkpointing: Checkpointing | None = None,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    tracked_as: Callable[[Config, argparse.Namespace, str], Tracked] | None = None,
 ) -> int:
     """Run one stage: validate params before any work, track it as a nested MLflow run, exit non-zero on error.
 
     A `per_variant` stage (grpo, merge) runs once per GRPO variant of params.yaml, named by `--variant`.
     A stage with `checkpointing` resumes from its last checkpoint, in the same MLflow run, after being killed.
+    `arguments` adds a stage's own command-line options (ctx.args); `tracked_as(cfg, args, pipeline_parent)` puts
+    its MLflow run elsewhere than `<stage>` under the pipeline's parent run (the comparison's units).
     """
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}", description=f"Run the {stage} stage.")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     if per_variant:
         parser.add_argument("--variant", required=True, help="GRPO variant, a key of grpo.variants")
+    if arguments:
+        arguments(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     variant = getattr(args, "variant", None)
     quiet_env()
+    if is_main_process():
+        stage_event(stage, "start")
+        start_watchdog(stage)
     try:
         cfg = load_config(args.params)
         if variant is not None and variant not in cfg.grpo.variants:
@@ -147,29 +201,34 @@ def stage_main(
             check_reachable(cfg.mlflow)  # a clear error before any work, not minutes of MLflow's HTTP retries
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        stage_event(stage, "failed", message=str(err)[:2000])
         return 2
     from rarl_core import tracking
     from rarl_core.schema import DataError
 
     main_process = is_main_process()
     parent = tracking.parent_run_id(cfg.mlflow, params_hash(args.params)) if main_process else ""
-    ctx = StageContext(stage, Path(args.params), parent, variant)
+    ctx = StageContext(stage, parent, variant, args=args)
     name, tags = (f"{stage}: {variant}", {"rarl.stage": stage, "rarl.variant": variant}) if variant else (stage, {"rarl.stage": stage})
+    tracked = Tracked(parent, name, tags)
     try:
-        resume_run_id = None
+        if tracked_as and main_process:
+            tracked = tracked_as(cfg, args, parent)
+        resume_run_id = tracked.resume_run_id
         if checkpointing:
             from rarl_core import checkpoints
 
             work_dir, depends_on, inputs = checkpointing(cfg, variant)
             stamp = checkpoints.fingerprint(depends_on, inputs)
             ctx.work_dir = checkpoints.open_work_dir(work_dir, stamp) if main_process else work_dir
-            resume_run_id = checkpoints.saved_run_id(ctx.work_dir)
+            resume_run_id = checkpoints.saved_run_id(ctx.work_dir) or resume_run_id
         if not main_process:  # another GPU's process of `accelerate launch`: train, track nothing, write nothing
             run(cfg, ctx)
             return 0
         # Runs left RUNNING by a killed process on this host are marked KILLED (the one being resumed is kept).
         tracking.close_orphan_runs(cfg.mlflow, keep=(resume_run_id,) if resume_run_id else ())
-        with tracking.child_run(cfg.mlflow, parent, name, tags, resume_run_id=resume_run_id) as active:
+        with tracking.child_run(cfg.mlflow, tracked.parent, tracked.name, tracked.tags,
+                                resume_run_id=resume_run_id) as active:
             if ctx.work_dir:
                 checkpoints.save_run_id(ctx.work_dir, active.info.run_id)
             config = dataclasses.asdict(cfg)
@@ -181,9 +240,14 @@ def stage_main(
         if ctx.work_dir:
             checkpoints.close_work_dir(ctx.work_dir)
     except (ConfigError, DataError, FileNotFoundError, StageError) as err:
-        print(f"error in stage {name}: {err}", file=sys.stderr)
+        print(f"error in stage {tracked.name}: {err}", file=sys.stderr)
+        stage_event(stage, "failed", message=str(err)[:2000])
         return 1
+    except BaseException as err:
+        stage_event(stage, "failed", message=f"{type(err).__name__}: {err}"[:2000])
+        raise
     print(json.dumps(metrics, indent=2, default=str))
+    stage_event(stage, "ran")
     return 0
 
 

@@ -24,25 +24,32 @@ def require_models(cfg) -> None:
 def run(cfg, ctx: StageContext) -> dict:
     import mlflow
 
-    from rarl_core.evaluate import baselines, eval_sets, evaluate_model, model_paths, paired_comparisons
+    from rarl_core.evaluate import baselines, eval_sets, evaluate_model, model_paths, paired_comparisons, training_rows
     from rarl_core.files import atomic_dir, write_json, write_jsonl
     from rarl_core.metrics import generalisation_gaps, question_means
     from rarl_core.prompts import load_templates
+    from rarl_core.tracking import log_dataset
 
     sets = eval_sets(cfg)  # names a missing prepare stage first
     models = model_paths(cfg)
     require_models(cfg)
     templates = load_templates()
-    result = {"baselines": baselines(sets), "models": {}}
+    result = {"baselines": baselines(sets, training_rows(cfg)), "models": {}}
     scores: dict = {}
     with atomic_dir(cfg.paths.predictions) as tmp:
         for model, path in models.items():
-            def save(dataset, prompt, records, model=model):
+            def save(dataset, prompt, records, control, model=model):
+                if control:  # beside, not among, the predictions the judge scores: <model>/<dataset>/<prompt>.jsonl
+                    write_jsonl(tmp / model / dataset / "controls" / control / f"{prompt}.jsonl", records)
+                    return
                 write_jsonl(tmp / model / dataset / f"{prompt}.jsonl", records)
                 scores.setdefault(model, {}).setdefault(dataset, {})[prompt] = question_means(records)
 
             with ctx.child_run(cfg, f"eval: {model}", {"rarl.stage": "evaluate", "rarl.model": model}):
                 mlflow.log_params({"model": model, "model_path": path, **cfg.evaluate.decoding()})
+                for dataset, frame in sets.items():
+                    log_dataset(frame, str(Path(cfg.paths.prepared) / dataset),
+                                f"{dataset}/test", "evaluation")
                 metrics = evaluate_model(cfg, model, path, sets, templates, save)
                 mlflow.log_metrics(numeric(metrics, "eval/"))
                 mlflow.log_metrics(numeric(result["baselines"], "baseline/"))

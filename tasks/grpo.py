@@ -17,6 +17,10 @@ def run(cfg, ctx: StageContext) -> dict:
     with stage_output(out) as tmp:
         metrics = train_grpo(cfg, ctx.variant, augmented, sft_model, tmp, ctx.work_dir, ["mlflow"])
     if is_main_process():
+        from rarl_core.tracking import log_dataset
+
+        log_dataset(augmented, str(Path(cfg.paths.augmented) / "train.parquet"),
+                    "augmented/train", "training")
         write_json(metrics_file(cfg, f"grpo-{ctx.variant}"), metrics)
         if cfg.mlflow.log_models:
             log_artifacts(cfg, out, "adapter")

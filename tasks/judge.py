@@ -52,7 +52,11 @@ def run(cfg, ctx: StageContext) -> dict:
 
     out_dir = Path(cfg.paths.judge)
     shutil.rmtree(out_dir, ignore_errors=True)  # a stage output, replaced whole (DVC does the same before a run)
-    summary, failures = judge_predictions(cfg.judge, require(cfg.paths.predictions, "evaluate"), out_dir)
+    summary, failures = judge_predictions(cfg.judge, require(cfg.paths.predictions, "evaluate"), out_dir,
+                                          cfg.model.name_or_path)
+    if summary["same_family"]:
+        print(f"warning: the judge {cfg.judge.model} is of the evaluated models' family ({summary['same_family']}): "
+              "it may favour their outputs; use a judge from another family")
     write_json(metrics_file(cfg, "judge"), summary)
     print(f"judge [{summary['judge']}]: {summary['run']['calls']} calls, {summary['run']['cache_hits']} cache hits")
     if failures:

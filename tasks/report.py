@@ -20,8 +20,9 @@ def read_json(path: Path) -> dict | None:
 def run(cfg, ctx: StageContext) -> dict:
     from rarl_core import registry, tracking
     from rarl_core.files import atomic_file
-    from rarl_core.plots import write_plot_data
-    from rarl_core.report import ReportInputs, choose_champion, plot_tables, read_inputs, render_html, render_markdown
+    from rarl_core.plots import plot_tables, write_plot_data
+    from rarl_core.report import (ReportInputs, choose_champion, comparison_rows, read_inputs, render_html,
+                                  render_markdown)
 
     if cfg.report.champion_prompt not in cfg.evaluate.prompts:
         raise ConfigError(f"report.champion_prompt {cfg.report.champion_prompt!r} is not in evaluate.prompts "
@@ -50,7 +51,8 @@ def run(cfg, ctx: StageContext) -> dict:
         handle.write(markdown)
     with atomic_file(cfg.paths.report_html) as handle:
         handle.write(render_html(inputs))
-    write_plot_data(Path(cfg.paths.plots), plot_tables(inputs))
+    rows = comparison_rows(evaluation, cfg.data.in_domain, cfg.data.unseen, judge)
+    write_plot_data(Path(cfg.paths.plots), plot_tables(rows, evaluation.get("gaps", {}), inputs.rewards))
     for path in (cfg.paths.report, cfg.paths.report_html, cfg.paths.plots):
         log_artifacts(cfg, path, "report")
     print(markdown)

@@ -15,6 +15,10 @@ def run(cfg, ctx: StageContext) -> dict:
     with stage_output(cfg.paths.sft_model) as tmp:
         metrics = train_sft(cfg, augmented, tmp, ctx.work_dir, ["mlflow"])
     if is_main_process():
+        from rarl_core.tracking import log_dataset
+
+        log_dataset(augmented, str(Path(cfg.paths.augmented) / "train.parquet"),
+                    "augmented/train", "training")
         write_json(metrics_file(cfg, "sft"), metrics)
         if cfg.mlflow.log_models:
             log_artifacts(cfg, cfg.paths.sft_model, "model")

@@ -31,6 +31,7 @@ from rarl_core.config.data import (
 )
 from rarl_core.config.evaluation import (
     CONTROL_BUDGETS,
+    IMAGE_CONTROLS,
     RESERVED_MODEL_NAMES,
     RUBRIC_LABEL,
     RUBRIC_MODEL,
@@ -45,7 +46,7 @@ from rarl_core.config.training import REWARD_NAMES, GRPOConfig, LoraConfig, Reso
 
 __all__ = [
     "AugmentConfig", "CONTROL_BUDGETS", "CompareConfig", "Config", "ConfigError", "DATASET_FORMATS",
-    "DATASET_LAYOUTS", "DataConfig", "DatasetSpec", "EvaluateConfig", "GRPOConfig", "JudgeConfig", "LoraConfig",
+    "DATASET_LAYOUTS", "DataConfig", "IMAGE_CONTROLS", "DatasetSpec", "EvaluateConfig", "GRPOConfig", "JudgeConfig", "LoraConfig",
     "MlflowConfig", "ModelConfig", "PathsConfig", "REWARD_NAMES", "RESERVED_MODEL_NAMES", "RUBRIC_LABEL", "RUBRIC_MODEL",
     "ReportConfig", "ResourcesConfig", "SFTConfig", "TinyModelConfig", "config_from_dict", "load_config",
     "section_from_dict",

@@ -8,6 +8,7 @@ from rarl_core.config.fields import ConfigError, _help
 
 
 RESERVED_MODEL_NAMES = ("base", "sft")
+IMAGE_CONTROLS = ("blank", "shuffled")  # rarl_core/controls.py
 
 
 @dataclass
@@ -15,7 +16,15 @@ class EvaluateConfig:
     batch_size: int = _help("Questions generated at once (left-padded batches).")
     max_new_tokens: int = _help("Generation budget per answer.")
     prompts: list[str] = _help("Inference prompts from rarl_core/prompts.yaml.")
-    max_questions: int = _help("Evaluate at most this many questions per dataset (0 = all).")
+    max_questions: int = _help(
+        "Evaluate at most this many questions per dataset (0 = all): a sample seeded by evaluate.seed and stratified "
+        "by answer type, the same questions for every model."
+    )
+    image_controls: list[str] = _help(
+        "Also score every model on the same questions with each image replaced by a blank one ('blank') and with "
+        "images shuffled across questions ('shuffled'), to show whether it looks at the image (rarl_core/controls.py). "
+        "Each control costs one more generation pass; [] turns them off."
+    )
     temperature: float = _help(
         "0 = greedy decoding (the default: one reproducible answer per question); > 0 samples at this temperature."
     )
@@ -41,6 +50,8 @@ class EvaluateConfig:
             raise ConfigError("evaluate.prompts must name at least one inference prompt")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.num_samples < 1:
             raise ConfigError("evaluate.temperature must be >= 0, top_p in (0, 1], num_samples >= 1")
+        if unknown := sorted(set(self.image_controls) - set(IMAGE_CONTROLS)):
+            raise ConfigError(f"evaluate.image_controls: unknown {unknown}; known: {', '.join(IMAGE_CONTROLS)}")
         if self.n_resamples < 100:
             raise ConfigError("evaluate.n_resamples must be >= 100: fewer gives intervals that move between runs")
         if self.temperature == 0 and self.num_samples > 1:

@@ -52,7 +52,7 @@ class SFTConfig:
             raise ConfigError("sft.max_steps, batch_size and grad_accum must be >= 1")
 
 
-REWARD_NAMES = ("format", "accuracy", "reasoning")
+REWARD_NAMES = ("format", "accuracy", "reasoning", "cue")  # rarl_core/rewards.py REWARD_FUNCS
 
 
 @dataclass
@@ -70,6 +70,16 @@ class GRPOConfig:
     beta: float = _help("KL coefficient to the reference model (TRL default 0: no reference model).")
     loss_type: str = _help("TRL loss: grpo, bnpo, dr_grpo, dapo, ...")
     importance_sampling_level: str = _help("'token' (GRPO) or 'sequence' (GSPO).")
+    scale_rewards: str = _help(
+        "How TRL scales each completion's advantage: 'group' (divide by the standard deviation of its prompt's group, "
+        "GRPO), 'batch' (by the whole batch's), or 'none' (Dr. GRPO: no scaling, so a group whose rewards barely "
+        "differ is not blown up into a full-size update)."
+    )
+    multi_objective_aggregation: str = _help(
+        "How TRL combines the named rewards: 'sum_then_normalize' (weighted sum, then group normalisation) or "
+        "'normalize_then_sum' (each reward normalised in its group first, so a reward with a small spread, such as "
+        "reasoning, still moves the policy beside accuracy)."
+    )
     variants: dict[str, dict[str, float]] = _help(
         "GRPO runs trained from the same SFT model, by name, each with its reward weights. Reasoning weight 0 is "
         "conventional RL (format + accuracy, as MedVLM-R1 and Med-R1); > 0 is RARL. Each variant is its own DVC "
@@ -106,6 +116,10 @@ class GRPOConfig:
                 raise ConfigError(f"grpo.variants.{name} weights must be >= 0 with at least one positive")
         if self.importance_sampling_level not in ("token", "sequence"):
             raise ConfigError("grpo.importance_sampling_level must be 'token' or 'sequence'")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ConfigError(f"grpo.scale_rewards must be 'group', 'batch' or 'none', not {self.scale_rewards!r}")
+        if self.multi_objective_aggregation not in ("sum_then_normalize", "normalize_then_sum"):
+            raise ConfigError("grpo.multi_objective_aggregation must be 'sum_then_normalize' or 'normalize_then_sum'")
         if self.max_steps < 1 or self.max_completion_length < 1 or self.temperature <= 0:
             raise ConfigError("grpo.max_steps and max_completion_length must be >= 1, temperature > 0")
 

@@ -193,17 +193,50 @@ def judge_file(predictions: Path, out: Path, cfg: JudgeConfig, progress: bool = 
     return run
 
 
-def judge_predictions(cfg: JudgeConfig, predictions: Path, out_dir: Path) -> tuple[dict[str, Any], list[str]]:
+FAMILIES = ("qwen", "llama", "gemma", "mistral", "phi", "deepseek", "internvl", "llava", "gpt", "claude", "gemini")
+
+
+def model_family(name: str) -> str | None:
+    """The model family a model string or folder names (its config.json model_type for a local folder): judges
+    favour their own family's answers, so a judge of the evaluated models' family is flagged."""
+    folder = Path(name) / "config.json"
+    text = (json.loads(folder.read_text()).get("model_type", "") if folder.is_file() else name).lower()
+    if "medgemma" in text:
+        return "gemma"
+    return next((family for family in FAMILIES if family in text), None)
+
+
+def length_correlation(rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Spearman correlation of each judge score with the completion's length in tokens (LLM judges in medicine
+    favour long answers); None when there are fewer than 3 scored rows or no variation."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, float | None] = {}
+    for key in ("correctness", "reasoning"):
+        pairs = [(r.get("completion_tokens"), s[key]) for r, s in zip(rows, scores)
+                 if s[key] is not None and r.get("completion_tokens") is not None]
+        if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+            out[key] = None
+            continue
+        out[key] = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+    return out
+
+
+def judge_predictions(cfg: JudgeConfig, predictions: Path, out_dir: Path,
+                      evaluated_model: str = "") -> tuple[dict[str, Any], list[str]]:
     """Score every <model>/<dataset>/<prompt>.jsonl under `predictions` into `out_dir`; (judge.json, failures).
 
-    judge.json holds, per model x dataset x prompt, the means, counts and the distribution of each score.
+    judge.json holds, per model x dataset x prompt, the means, counts, the distribution of each score and its
+    correlation with completion length; and `same_family` when the judge is of `evaluated_model`'s family.
     """
     from rarl_core.metrics import score_histogram
 
     files = sorted(Path(predictions).glob("*/*/*.jsonl"))
     if not files:
         raise FileNotFoundError(f"{predictions} holds no <model>/<dataset>/<prompt>.jsonl: run the evaluate stage")
-    summary: dict[str, Any] = {"judge": cfg.label, "models": {}, "run": {"calls": 0, "cache_hits": 0}}
+    family = None if cfg.is_rubric else model_family(cfg.model)
+    summary: dict[str, Any] = {"judge": cfg.label, "models": {}, "run": {"calls": 0, "cache_hits": 0},
+                               "same_family": family if family and family == model_family(evaluated_model) else None}
     failures: list[str] = []
     for path in files:
         model, dataset, prompt = path.relative_to(predictions).with_suffix("").parts
@@ -217,6 +250,7 @@ def judge_predictions(cfg: JudgeConfig, predictions: Path, out_dir: Path) -> tup
         summary["models"].setdefault(model, {}).setdefault(dataset, {})[prompt] = summarize_scores(run.scores) | {
             "correctness_hist": score_histogram([s["correctness"] for s in run.scores]),
             "reasoning_hist": score_histogram([s["reasoning"] for s in run.scores]),
+            "length_correlation": length_correlation(read_jsonl(path), run.scores),
         }
     summary["run"]["files_failed"] = len(failures)
     return summary, failures

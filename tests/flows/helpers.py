@@ -23,7 +23,7 @@ TINY = {
     "sft": {"max_steps": 8, "batch_size": 4, "logging_steps": 2, "save_steps": 2},
     "grpo": {"max_steps": 2, "batch_size": 4, "num_generations": 2, "max_completion_length": 8, "logging_steps": 1,
              "save_steps": 1, "variants": {"rl": {"format": 1.0, "accuracy": 1.0, "reasoning": 0.0}}},
-    "evaluate": {"max_questions": 4, "batch_size": 4, "max_new_tokens": 8},
+    "evaluate": {"max_questions": 4, "batch_size": 4, "max_new_tokens": 8, "image_controls": []},
     "augment": {"variants_per_question": 1},
 }
 

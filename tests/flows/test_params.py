@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from flows.params import EvaluateParameters, RunParameters, apply_overrides, hydra_value, set_param_args
-from flows.runner import DvcRun, failure_message
+from flows.runner import DvcRun, StageOutcome, failure_message, lock_entries, outcomes_of, workspace_locks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,13 +56,35 @@ def test_isolation_defaults():
     assert RunParameters().timeout_for("grpo@rl") == 24 * 3600
 
 
-def test_failure_message_names_the_stage_and_the_cause():
-    run = DvcRun(returncode=255)
-    run.tail.extend(["loading", "ValueError: every training row is longer than 16 tokens",
-                     "ERROR: failed to reproduce 'sft': failed to run: python -m tasks.sft, exited with 1"])
-    assert failure_message("sft", run).startswith("stage sft failed (exit 255): ValueError: every training row")
-    run.tail.append("ERROR: failed to reproduce 'sft': failed to run: python -m tasks.sft, exited with -9")
-    assert "killed by signal 9 (SIGKILL" in failure_message("sft", run)
+def test_outcomes_and_failures_come_from_the_stages_records_and_dvc_lock():
+    """Which stage ran, failed or was killed is read from the stages' own JSON records; a stage DVC skipped is
+    unchanged when its dvc.lock entry stayed, restored (from the run cache) when it changed. No log line is parsed."""
+    events = [{"stage": "prepare", "event": "start", "time": 1.0}, {"stage": "prepare", "event": "ran", "time": 3.0},
+              {"stage": "sft", "event": "start", "time": 4.0},
+              {"stage": "sft", "event": "failed", "time": 5.0, "message": "ValueError: every row is too long"},
+              {"stage": "grpo@rl", "event": "start", "time": 6.0}]
+    before = {"augment": {"md5": "a"}, "tiny_model": {"md5": "t"}}
+    after = {"augment": {"md5": "a"}, "tiny_model": {"md5": "t2"}}
+    planned = ["prepare", "augment", "tiny_model", "sft", "grpo@rl"]
+    outcomes = outcomes_of(events, before, after, planned)
+    assert {s: o.status for s, o in outcomes.items()} == {
+        "prepare": "ran", "augment": "unchanged", "tiny_model": "restored", "sft": "failed", "grpo@rl": "killed"}
+    assert outcomes["prepare"].seconds == 2.0
+    run = DvcRun(outcomes=outcomes, returncode=1)
+    assert failure_message(outcomes["sft"], run, lambda _: 60).startswith(
+        "stage sft failed: ValueError: every row is too long")
+    assert "killed by a signal (SIGKILL" in failure_message(outcomes["grpo@rl"], run, lambda _: 60)
+    timed_out = StageOutcome("judge", "timed out")
+    assert "longer than its time limit (60 s)" in failure_message(timed_out, run, lambda _: 60)
+    run.tail.append("ERROR: lock file is locked")
+    assert "before any stage ran: ERROR: lock file is locked" in failure_message(None, run, lambda _: 60)
+
+
+def test_lock_entries_are_keyed_by_dvc_address(tmp_path):
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  grpo@rl:\n    cmd: x\n")
+    (tmp_path / "compare" / "dvc.lock").write_text("schema: '2.0'\nstages:\n  compare_grpo@rl-0:\n    cmd: y\n")
+    assert set(lock_entries(workspace_locks(tmp_path))) == {"grpo@rl", "compare/dvc.yaml:compare_grpo@rl-0"}
 
 
 def test_compare_parameters_name_the_comparison_stage():
@@ -72,6 +94,7 @@ def test_compare_parameters_name_the_comparison_stage():
 
     assert stage_base("grpo@rl") == "grpo" and stage_base(COMPARE_STAGE) == "compare" and stage_base("sft") == "sft"
     assert CompareParameters(timeouts_s={"compare": 60}).timeout_for(COMPARE_STAGE) == 60
-    assert CompareParameters().timeout_for(COMPARE_STAGE) == 72 * 3600
+    assert CompareParameters().timeout_for("compare/dvc.yaml:compare_grpo@rl-0") == 24 * 3600
+    assert not CompareParameters().fan_out
     with pytest.raises(ValidationError):
         CompareParameters(stages=["sft"])  # the comparison decides its stages: compare/dvc.yaml and what it needs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rarl_core.config import Config, ConfigError, config_from_dict, load_config
+from rarl_core.config import Config, ConfigError, load_config
 from tests.conftest import config_with
 
 REPO = Path(__file__).resolve().parents[2]

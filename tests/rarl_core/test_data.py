@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from rarl_core.config import load_config
-from rarl_core.data import PHASH_MAX_DISTANCE, DataError, bound, load_image, phash, prepare, prepare_dataset
+from rarl_core.data import DataError, prepare, prepare_dataset
+from rarl_core.images import bound, load_image, phash
+from rarl_core.leakage import PHASH_MAX_DISTANCE
 from tests.conftest import REPO, copy_project, small_params, venv_env
 from tests.rarl_core.test_readers import data_config, jpeg, png
 
@@ -200,7 +202,7 @@ def test_dvc_push_then_pull_restores_the_prepared_data(tmp_path):
 def test_png_bytes_depend_on_the_pixels_only():
     """Prepared images must be byte-identical on every machine (Pillow's zlib-ng output depends on the CPU): the
     encoder round-trips and gives these exact bytes, here and on CI."""
-    from rarl_core.data import png_bytes
+    from rarl_core.images import png_bytes
 
     pixels = (np.arange(64 * 48 * 3) * 37 % 251).astype(np.uint8).reshape(48, 64, 3)
     data = png_bytes(Image.fromarray(pixels))

@@ -166,16 +166,20 @@ def test_adapter_folder_is_loaded_on_its_base(tiny):
 
 def test_evaluate_model_samples_n_per_question_and_saves_every_cell(tiny):
     cfg = config_with({"evaluate": {"prompts": ["plain", "reasoning"], "max_new_tokens": 8, "batch_size": 2,
-                                         "temperature": 1.0, "num_samples": 2, "seed": 3}})
+                                    "temperature": 1.0, "num_samples": 2, "seed": 3, "image_controls": ["blank"]}})
     saved = {}
     results = evaluate_model(cfg, "mine", tiny["adapter"], {"d": tiny["data"]}, load_templates(),
-                             lambda dataset, prompt, records: saved.__setitem__((dataset, prompt), records))
-    assert set(saved) == {("d", "plain"), ("d", "reasoning")}
-    records = saved[("d", "plain")]
+                             lambda dataset, prompt, records, control: saved.__setitem__((dataset, prompt, control),
+                                                                                        records))
+    assert set(saved) == {("d", p, c) for p in ("plain", "reasoning") for c in (None, "blank")}
+    records = saved[("d", "plain", None)]
+    cell = results["d"]["plain"]
+    assert set(cell["controls"]) == {"blank"} and set(cell["image_reliance"]["blank"]) == {"diff", "ci_low", "ci_high"}
+    assert "llava_med/closed_accuracy" in cell["published"]
     assert len(records) == 6 and len({r["id"] for r in records}) == 6
     assert {"completion", "parsed_answer", "correct", "seconds", "completion_tokens"} <= set(records[0])
     assert results["d"]["plain"]["n"] == 6
     again = {}
     evaluate_model(cfg, "mine", tiny["adapter"], {"d": tiny["data"]}, load_templates(),
-                   lambda dataset, prompt, records: again.__setitem__((dataset, prompt), records))
-    assert [r["completion"] for r in again[("d", "plain")]] == [r["completion"] for r in records]  # seeded
+                   lambda dataset, prompt, records, control: again.__setitem__((dataset, prompt, control), records))
+    assert [r["completion"] for r in again[("d", "plain", None)]] == [r["completion"] for r in records]  # seeded

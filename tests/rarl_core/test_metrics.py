@@ -215,3 +215,37 @@ def test_generalisation_gaps_unseen_minus_in_domain():
 ])
 def test_score_histogram(scores, expected):
     assert score_histogram(scores) == expected
+
+
+def draws(p_per_seed: list[float], n_questions: int = 300, seed: int = 0) -> np.ndarray:
+    """Seeds x questions of 0/1 scores, seed k right with probability p_per_seed[k]."""
+    rng = np.random.default_rng(seed)
+    return np.stack([(rng.random(n_questions) < p).astype(float) for p in p_per_seed])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeds, then questions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_seeds_that_disagree_span_the_interval():
+    """One seed right on every question, the other wrong on every one: the mean is 0.5, but which seed a user gets
+    decides everything, so the interval is the whole [0, 1] (a question-only bootstrap would say [0.5, 0.5])."""
+    x = np.stack([np.ones(50), np.zeros(50)])
+    assert bootstrap_ci(x, n_resamples=1000) == (0.0, 1.0)
+    assert bootstrap_ci(x.mean(axis=0), n_resamples=1000) == (0.5, 0.5)
+
+
+def test_one_seed_is_the_question_bootstrap():
+    x = draws([0.7], n_questions=400, seed=7)
+    low, high = bootstrap_ci(x, n_resamples=2000)
+    ref_low, ref_high = bootstrap_ci(x[0], n_resamples=2000)
+    assert low == pytest.approx(ref_low, abs=0.015) and high == pytest.approx(ref_high, abs=0.015)
+    assert bootstrap_ci(x, n_resamples=500, seed=1) == bootstrap_ci(x, n_resamples=500, seed=1)
+
+
+def test_empty_table_is_an_error():
+    with pytest.raises(ValueError, match="seeds x questions"):
+        bootstrap_ci([[]], n_resamples=100)
+
+

@@ -17,8 +17,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from rarl_core import readers
-from rarl_core.config import ConfigError, config_from_dict
-from rarl_core.data import DataError, prepare_dataset, window
+from rarl_core.config import ConfigError
+from rarl_core.data import DataError, prepare_dataset
+from rarl_core.images import window
 from tests.conftest import config_with
 
 # Identifiers of the DICOM basic de-identification profile, set to values that must never leave the file.

@@ -16,29 +16,34 @@ from rarl_core.report import (
     ReportInputs,
     choose_champion,
     comparison_rows,
-    plot_tables,
-    read_comparison_rows,
+    read_inputs,
     render_html,
     render_markdown,
 )
+from rarl_core.plots import plot_tables
 from tests.conftest import config_with
 
 
-def cell(acc: float, low: float, high: float, n: int = 10) -> dict:
+def cell(acc: float, low: float, high: float, n: int = 10, blank: float = 0.3) -> dict:
+    """One evaluation cell as the evaluate stage writes it, its blank-image accuracy `blank`."""
+    gap = {"diff": acc - blank, "ci_low": acc - blank - 0.1, "ci_high": acc - blank + 0.1}
     return {"n": n, "accuracy": acc, "accuracy_ci_low": low, "accuracy_ci_high": high, "format_rate": 1.0,
             "closed_accuracy": acc, "mean_completion_tokens": 12.0, "seconds_per_completion": 0.01,
-            "accuracy_by_modality": {"CT": acc, "MRI": 1 - acc}}
+            "accuracy_by_modality": {"CT": acc, "MRI": 1 - acc},
+            "controls": {"blank": {"accuracy": blank, "format_rate": 1.0}, "shuffled": {"accuracy": 0.35}},
+            "image_reliance": {"blank": gap, "shuffled": {"diff": acc - 0.35, "ci_low": 0.0, "ci_high": 0.2}},
+            "published": {"llava_med/closed_accuracy": acc, "multimedeval/open_recall": 0.5}}
 
 
 EVAL = {
-    "baselines": {"a": 0.4, "b": 0.3},
+    "baselines": {"a": {"majority": 0.4, "blind_prior": 0.45}, "b": {"majority": 0.3, "blind_prior": 0.3}},
     "models": {
         "base": {"a": {"plain": cell(0.1, 0.0, 0.2), "reasoning": cell(0.1, 0.0, 0.2)},
                  "b": {"plain": cell(0.9, 0.8, 1.0), "reasoning": cell(0.9, 0.8, 1.0)}},
         "sft": {"a": {"plain": cell(0.8, 0.6, 0.9), "reasoning": cell(0.7, 0.5, 0.9)},
                 "b": {"plain": cell(0.5, 0.3, 0.7), "reasoning": cell(0.4, 0.2, 0.6)}},
         "rl": {"a": {"plain": cell(0.7, 0.5, 0.9), "reasoning": cell(0.8, 0.6, 0.9)},
-               "b": {"plain": cell(0.4, 0.2, 0.6), "reasoning": cell(0.4, 0.2, 0.6)}},
+               "b": {"plain": cell(0.4, 0.2, 0.6), "reasoning": cell(0.4, 0.2, 0.6, blank=0.45)}},
     },
     "gaps": {"sft": {"plain": -0.3, "reasoning": -0.3}},
     "paired": {"rl-vs-sft": {"b": {"reasoning": {"diff": 0.0, "ci_low": -0.1, "ci_high": 0.1}},
@@ -63,8 +68,9 @@ def test_rows_are_flat_and_carry_judge_scores():
     assert len(rows) == 12
     sft_a = next(r for r in rows if (r["model"], r["dataset"], r["prompt"]) == ("sft", "a", "plain"))
     assert sft_a == {"model": "sft", "dataset": "a", "group": "in-domain", "prompt": "plain", "n": 10,
-                     "accuracy": 0.8, "ci_low": 0.6, "ci_high": 0.9, "baseline": 0.4, "format_rate": 1.0,
-                     "judge_correctness": 0.5, "judge_reasoning": 0.25}
+                     "accuracy": 0.8, "ci_low": 0.6, "ci_high": 0.9, "baseline": 0.4, "blind_prior": 0.45,
+                     "blank": 0.3, "shuffled": 0.35, "format_rate": 1.0, "judge_correctness": 0.5,
+                     "judge_reasoning": 0.25}
     assert all(r["judge_correctness"] is None for r in comparison_rows(EVAL, ["a"], ["b"]))
 
 
@@ -76,15 +82,17 @@ def test_read_comparison_rows_in_evaluation_order(tmp_path):
     one = {"starter_b": {"reasoning": cell(0.5, 0.4, 0.6), "plain": cell(0.5, 0.4, 0.6)},
            "starter_a": {"plain": cell(0.5, 0.4, 0.6)}}
     models = {m: one for m in sorted(["base", "sft", "rl", "rarl"])}
-    (tmp_path / "eval.json").write_text(json.dumps({"baselines": {"starter_a": 0.3}, "models": models}))
-    rows = read_comparison_rows(cfg)
+    (tmp_path / "eval.json").write_text(json.dumps({"baselines": {"starter_a": {"majority": 0.3, "blind_prior": 0.3}}, "models": models}))
+    rows = comparison_rows(*read_inputs(cfg)[:1], cfg.data.in_domain, cfg.data.unseen, read_inputs(cfg)[1])
     assert [r["model"] for r in rows[::3]] == ["base", "sft", "rl", "rarl"]  # as evaluated, not as JSON sorts them
     assert [(r["dataset"], r["prompt"]) for r in rows[:3]] == [("starter_a", "plain"), ("starter_b", "plain"),
                                                                ("starter_b", "reasoning")]
     assert rows[0]["judge_correctness"] is None
     judged = {"judge": RUBRIC_LABEL, "models": {"sft": {"starter_a": {"plain": {"mean_correctness": 0.5}}}}}
     (tmp_path / "judge.json").write_text(json.dumps(judged))
-    assert [r["judge_correctness"] for r in read_comparison_rows(cfg)][::3] == [None, 0.5, None, None]
+    evaluation, judge = read_inputs(cfg)
+    rows = comparison_rows(evaluation, cfg.data.in_domain, cfg.data.unseen, judge)
+    assert [r["judge_correctness"] for r in rows][::3] == [None, 0.5, None, None]
 
 
 @pytest.mark.parametrize(
@@ -121,11 +129,29 @@ def test_markdown_sections_and_rows():
     assert "Champion: `rl` (mean unseen accuracy 40.0%, in-domain 80.0%" in text
     assert "highest mean accuracy over the unseen sets" in text
     assert "| sft | 40.0 | 70.0 | 1 |  |" in text and "| rl | 40.0 | 80.0 | 2 | champion |" in text
-    assert "NOT an LLM judge" in text and "| sft | a | plain | 50.0 | 25.0 | 4/1/1/4 | 5/3/2/0 | 0 |" in text
-    for title in ("## Champion", "## Accuracy", "## Metrics by answer type", "## Accuracy by imaging modality",
+    assert "NOT an LLM judge" in text and "| sft | a | plain | 50.0 | 25.0 | 4/1/1/4 | 5/3/2/0 | - | - | 0 |" in text
+    for title in ("## Champion", "## Accuracy", "## Does each model look at the image?", "## Published metrics",
+                  "## Metrics by answer type", "## Accuracy by imaging modality",
                   "## Generalisation gap", "## Paired differences", "## Judge", "## Training"):
         assert title in text
     assert "data:image" not in text
+
+
+def test_image_controls_and_published_metrics_are_reported_with_warnings():
+    """real / blank / shuffled per model and set, the reliance gap with its interval, and a plain warning where a
+    trained model does not beat its own blank-image score (rl on b: 40% real, 45% blank) or the blind prior."""
+    text = render_markdown(inputs())
+    assert "| sft | a | plain | 80.0 | 30.0 | 35.0 | +50.0 [+40.0, +60.0] | +45.0 [+0.0, +20.0] | 45.0 | 40.0 |" in text
+    assert "Warning: rl on b (reasoning): no better with the real image than with a blank one (-5.0 points" in text
+    assert "Warning: rl on b (reasoning): 40.0% does not beat the blind prior" not in text  # 40% > 30%
+    assert "Warning: base" not in text  # the untrained base is not held to it
+    assert "`llava_med`:" in text and "| sft | a | plain | 80.0 | - | - | 50.0 |" in text
+
+
+def test_judge_of_the_evaluated_models_family_is_flagged():
+    judge = {**JUDGE, "judge": "openai/qwen2.5-72b-instruct", "same_family": "qwen"}
+    text = render_markdown(inputs(judge=judge))
+    assert "Warning: the judge `openai/qwen2.5-72b-instruct` is of the same model family (qwen)" in text
 
 
 def test_markdown_says_what_is_missing():
@@ -161,7 +187,9 @@ def test_html_without_judge_or_curves_still_renders():
 
 
 def test_plot_tables_for_dvc():
-    tables = plot_tables(inputs())
+    report = inputs()
+    rows = comparison_rows(report.evaluation, report.in_domain, report.unseen, report.judge)
+    tables = plot_tables(rows, report.evaluation["gaps"], report.rewards)
     assert set(tables) == {"accuracy.csv", "gap.csv", "judge.csv", "rewards/rl.csv"}
     first = tables["accuracy.csv"][0]
     assert first["cell"] == "base · a · plain" and first["accuracy"] == 10.0 and first["baseline"] == 40.0

@@ -8,6 +8,7 @@ from rarl_core.config import REWARD_NAMES
 from rarl_core.rewards import (
     REWARD_FUNCS,
     accuracy_reward,
+    cue_reward,
     completion_text,
     format_reward,
     reasoning_reward,
@@ -306,3 +307,23 @@ def test_all_rewards_accept_trls_exact_call():
     out = reasoning_reward(**kwargs)
     assert out[0] == 1.0
     assert out[1] == pytest.approx((1 + 0 + 0 + 1 + 0) / 5)  # 1 word; no grounding; conclusion "t" lacks "CT"
+
+
+TRUE_CUE = "one bright round finding in the upper left quadrant, so yes"
+CUE_CASES = [
+    # (completion, reference reasoning, expected cue reward)
+    ("<think>One bright round finding in the upper left quadrant, so yes</think><answer>yes</answer>", TRUE_CUE, 1.0),
+    # 7 content words: 1 (one), bright, round, finding, upper, left, quadrant
+    ("<think>a single bright round finding, upper left quadrant</think><answer>yes</answer>", TRUE_CUE, 6 / 7),
+    ("<think>one bright round finding in the lower right quadrant, so yes</think><answer>yes</answer>", TRUE_CUE, 5 / 7),
+    ("<think>the answer is yes, so yes</think><answer>yes</answer>", TRUE_CUE, 0.0),  # the conclusion earns nothing
+    ("<answer>yes</answer>", TRUE_CUE, 0.0),  # no think, no evidence
+    ("<think>two dark findings, so two</think><answer>2</answer>", "2 dark round findings, so 2", 3 / 4),
+    ("<think>anything</think><answer>yes</answer>", "", None),  # no reference reasoning: TRL skips the row
+]
+
+
+@pytest.mark.parametrize(("completion", "reasoning", "expected"), CUE_CASES)
+def test_cue_reward_pays_for_true_evidence_only(completion, reasoning, expected):
+    (score,) = cue_reward([completion], reasoning=[reasoning])
+    assert score == (pytest.approx(expected) if expected is not None else None)

@@ -55,9 +55,9 @@ def test_judge_stage_scores_logs_into_eval_runs_and_reruns_with_zero_calls(tmp_p
         for model in ("sft", "rl"):
             with tracking.child_run(cfg.mlflow, parent, f"eval: {model}", {"rarl.stage": "evaluate", "rarl.model": model}):
                 pass
-        assert judge.main(["--stage", "--params", str(params)]) == 0
+        assert judge.main(["--params", str(params)]) == 0
         assert srv.count == n
-        assert judge.main(["--params", str(params), "--stage"]) == 0
+        assert judge.main(["--params", str(params)]) == 0
         assert srv.count == n  # every score came from the cache
     summary = json.loads((Path(cfg.paths.metrics) / "judge.json").read_text())
     assert summary["judge"] == "openai/fake" and summary["run"] == {"calls": 0, "cache_hits": n, "files_failed": 0}
@@ -80,7 +80,7 @@ def test_judge_stage_fails_over_threshold_with_the_judges_message(tmp_path, api_
         params = small_params(tmp_path, judge=fake_judge(srv.base_url))
         cfg = load_config(params)
         write_predictions(Path(cfg.paths.predictions), n=2)
-        assert judge.main(["--stage", "--params", str(params)]) == 1
+        assert judge.main(["--params", str(params)]) == 1
     err = capsys.readouterr().err
     assert "error in stage judge: 3 prediction file(s) failed the judge" in err
     assert "could not be scored by openai/fake" in err and "HTTP 503" in err and "max_failure_rate=0.05" in err

@@ -1,7 +1,9 @@
-"""Each stage on the tiny model, in order, in one workspace: each test asserts that something real changed.
+"""Each stage on the tiny model, in one workspace: each test asserts that something real changed.
 
-The stages share a module-scoped workspace (a later stage needs the earlier outputs); each test runs its stage
-through the same `main()` that `python -m tasks.<stage>` runs, and inspects files and the MLflow store.
+The stages share a module-scoped workspace (a later stage needs the earlier outputs). Each test asks for what it
+needs with `ensure`, which runs a stage (and what that stage needs) once per workspace, through the same `main()`
+that `python -m tasks.<stage>` runs; so any test runs alone, or in any order, and inspects files and the MLflow
+store.
 """
 
 from __future__ import annotations
@@ -17,19 +19,39 @@ from safetensors.torch import load_file
 
 from rarl_core.config import load_config
 from rarl_core.schema import COLUMNS
-from tests.conftest import small_params
-from tasks import augment, evaluate, grpo, merge, prepare, report, sft, tiny_model
+from tests.conftest import SMALL, small_params
+from tasks import augment, evaluate, grpo, judge, merge, prepare, report, sft, tiny_model
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
-    params = small_params(root)
-    return {"root": root, "params": params, "cfg": load_config(params)}
+    params = small_params(root, evaluate={**SMALL["evaluate"], "image_controls": ["blank", "shuffled"]})
+    return {"root": root, "params": params, "cfg": load_config(params), "done": set()}
 
 
 def run(module, ws, *args: str) -> None:
     assert module.main(["--params", str(ws["params"]), *args]) == 0
+
+
+STAGES = {  # name: (module, arguments, the stages it needs)
+    "prepare": (prepare, [], []), "augment": (augment, [], ["prepare"]), "tiny_model": (tiny_model, [], ["augment"]),
+    "sft": (sft, [], ["tiny_model"]),
+    **{f"grpo@{v}": (grpo, ["--variant", v], ["sft"]) for v in ("rl", "rarl")},
+    **{f"merge@{v}": (merge, ["--variant", v], [f"grpo@{v}"]) for v in ("rl", "rarl")},
+    "evaluate": (evaluate, [], ["merge@rl", "merge@rarl"]), "judge": (judge, [], ["evaluate"]),
+    "report": (report, [], ["judge"]),
+}
+
+
+def ensure(ws, name: str) -> None:
+    """Run stage `name` in the workspace unless it already ran there, after what it needs."""
+    module, args, needs = STAGES[name]
+    for need in needs:
+        ensure(ws, need)
+    if name not in ws["done"]:
+        run(module, ws, *args)
+        ws["done"].add(name)
 
 
 def runs(ws, name: str):
@@ -43,7 +65,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_prepare_writes_schema_and_cards(ws):
-    run(prepare, ws)
+    ensure(ws, "prepare")
     prepared = Path(ws["cfg"].paths.prepared)
     for name in ("starter_a", "starter_b"):
         frame = pd.read_parquet(prepared / name / "data.parquet")
@@ -59,7 +81,7 @@ def test_prepare_writes_schema_and_cards(ws):
 
 
 def test_augment_styles(ws):
-    run(augment, ws)
+    ensure(ws, "augment")
     rows = pd.read_parquet(Path(ws["cfg"].paths.augmented) / "train.parquet")
     train = pd.read_parquet(Path(ws["cfg"].paths.prepared) / "starter_a" / "data.parquet").query("split == 'train'")
     assert len(rows) == len(train)  # one variant per question in the small params
@@ -69,7 +91,7 @@ def test_augment_styles(ws):
 
 
 def test_tiny_model_is_a_qwen2_vl_folder(ws):
-    run(tiny_model, ws)
+    ensure(ws, "tiny_model")
     from transformers import AutoConfig, AutoProcessor
 
     folder = ws["cfg"].paths.tiny_model
@@ -80,7 +102,7 @@ def test_tiny_model_is_a_qwen2_vl_folder(ws):
 
 
 def test_sft_moves_weights_and_logs_losses(ws):
-    run(sft, ws)
+    ensure(ws, "sft")
     cfg = ws["cfg"]
     before, after = weights(Path(cfg.paths.tiny_model)), weights(Path(cfg.paths.sft_model))
     moved = [k for k in before if not torch.equal(before[k], after[k])]
@@ -95,7 +117,7 @@ def test_sft_moves_weights_and_logs_losses(ws):
 
 @pytest.mark.parametrize("variant", ["rl", "rarl"])
 def test_grpo_trains_adapter_and_logs_every_reward(ws, variant):
-    run(grpo, ws, "--variant", variant)
+    ensure(ws, f"grpo@{variant}")
     cfg = ws["cfg"]
     adapter = weights(Path(cfg.paths.adapters) / variant)
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
@@ -117,7 +139,7 @@ def test_unknown_variant_is_rejected(ws, capsys):
 
 @pytest.mark.parametrize("variant", ["rl", "rarl"])
 def test_merge_gives_plain_transformers_model(ws, variant):
-    run(merge, ws, "--variant", variant)
+    ensure(ws, f"merge@{variant}")
     from transformers import AutoModelForImageTextToText
 
     cfg = ws["cfg"]
@@ -129,7 +151,7 @@ def test_merge_gives_plain_transformers_model(ws, variant):
 
 
 def test_evaluate_every_model_dataset_prompt(ws):
-    run(evaluate, ws)
+    ensure(ws, "evaluate")
     cfg = ws["cfg"]
     result = json.loads((Path(cfg.paths.metrics) / "eval.json").read_text())
     assert set(result["models"]) == {"base", "sft", "rl", "rarl"}
@@ -141,7 +163,10 @@ def test_evaluate_every_model_dataset_prompt(ws):
             assert all(m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"] for m in per_prompt.values())
             assert all(m["accuracy_by_modality"] and m["seconds_per_completion"] > 0 for m in per_prompt.values())
     assert result["models"]["sft"]["starter_a"]["reasoning"]["format_rate"] > 0.5
-    assert 0 < result["baselines"]["starter_a"] < 1
+    assert 0 < result["baselines"]["starter_a"]["majority"] < 1 and 0 < result["baselines"]["starter_a"]["blind_prior"] < 1
+    cell = result["models"]["sft"]["starter_a"]["reasoning"]
+    assert set(cell["controls"]) == {"blank", "shuffled"} and "llava_med/closed_accuracy" in cell["published"]
+    assert (Path(cfg.paths.predictions) / "sft" / "starter_a" / "controls" / "blank" / "reasoning.jsonl").is_file()
     sft = result["models"]["sft"]
     assert result["gaps"]["sft"]["plain"] == pytest.approx(sft["starter_b"]["plain"]["accuracy"]
                                                            - sft["starter_a"]["plain"]["accuracy"])
@@ -165,15 +190,13 @@ def test_evaluate_every_model_dataset_prompt(ws):
 
 
 def test_report_table_and_parent_run_closed(ws):
-    from tasks import judge
-
-    run(judge, ws, "--stage")  # the offline rubric judge (shipped default), between evaluate and report
+    ensure(ws, "judge")  # the offline rubric judge (shipped default), between evaluate and report
     cfg = ws["cfg"]
     judged = json.loads((Path(cfg.paths.metrics) / "judge.json").read_text())
     assert judged["judge"] == "rubric (offline)" and set(judged["models"]) == {"base", "sft", "rl", "rarl"}
     (sft_eval,) = runs(ws, "eval: sft")
     assert 0 <= sft_eval.data.metrics["judge/starter_b/reasoning/correctness"] <= 1
-    run(report, ws)
+    ensure(ws, "report")
     text = Path(cfg.paths.report).read_text()
     assert "| sft | starter_a | in-domain | plain |" in text
     assert "Generalisation gap" in text and "Paired differences" in text and "NOT an LLM judge" in text

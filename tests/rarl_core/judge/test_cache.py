@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI, fenced, good, malformed, prose, slow, status
-from tests.rarl_core.judge.conftest import SENTINEL, judge_config, make_cfg, make_rows
+from tests.fake_openai import FakeOpenAI
+from tests.rarl_core.judge.conftest import make_cfg, make_rows
 
 from rarl_core.judge import judge_rows, prompt
 from rarl_core.judge.cache import cache_key

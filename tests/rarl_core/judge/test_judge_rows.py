@@ -90,3 +90,16 @@ def test_scrub_removes_key_values(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_importing_judge_does_not_import_litellm() -> None:
     code = "import sys, rarl_core.judge; assert 'litellm' not in sys.modules and 'openai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_judge_family_and_length_correlation(tmp_path):
+    from rarl_core.judge import length_correlation, model_family
+
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    assert model_family(str(tmp_path)) == "qwen" == model_family("openai/Qwen2.5-72B-Instruct")
+    assert model_family("gpt-4o-mini") == "gpt" and model_family("google/medgemma-4b-it") == "gemma"
+    assert model_family("rubric") is None
+    rows = [{"completion_tokens": n} for n in (5, 10, 20, 40)]
+    longer_is_better = [{"correctness": c, "reasoning": 0.5} for c in (0.0, 1 / 3, 2 / 3, 1.0)]
+    r = length_correlation(rows, longer_is_better)
+    assert r["correctness"] == pytest.approx(1.0) and r["reasoning"] is None  # no variation: no correlation
