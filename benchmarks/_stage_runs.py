@@ -209,8 +209,9 @@ def run_merge(cfg, base: Path, adapter: Path, out_dir: Path, probe: Probe) -> di
 
 def run_evaluate(cfg, name: str, path: str, probe: Probe) -> dict:
     """rarl_core.evaluate.evaluate_model on the first evaluation set and prompt of `cfg` (evaluate.max_questions
-    questions, evaluate.batch_size at a time): the memory before it, its peak, and per completion its token count and
-    seconds (generate's own timing of each batch, prefill included)."""
+    questions, evaluate.batch_size at a time, with the real images and each of evaluate.image_controls): the memory
+    before it, its peak, and per generated answer its token count and seconds (generate's own timing of each batch,
+    prefill included)."""
     import dataclasses
 
     from rarl_core.evaluate import eval_sets, evaluate_model
@@ -223,10 +224,12 @@ def run_evaluate(cfg, name: str, path: str, probe: Probe) -> dict:
     before = probe.current()
     probe.reset_peak()
     start = time.perf_counter()
-    metrics = evaluate_model(one_prompt, name, path, sets, load_templates(), lambda d, p, r: records.extend(r))
+    metrics = evaluate_model(one_prompt, name, path, sets, load_templates(),
+                             lambda dataset, prompt, rows, control: records.extend(rows))
     probe.sync()
     return {"before_bytes": before, "peak_bytes": probe.peak(), "seconds": round(time.perf_counter() - start, 3),
-            "questions": len(sets[first_set]), "batch_size": cfg.evaluate.batch_size,
+            "questions": len(sets[first_set]), "answers": len(records), "batch_size": cfg.evaluate.batch_size,
+            "image_controls": list(cfg.evaluate.image_controls),
             "completion_tokens": [r["completion_tokens"] for r in records],
             "generate_seconds": round(sum(r["seconds"] for r in records), 3),
             "accuracy": metrics[first_set][one_prompt.evaluate.prompts[0]]["accuracy"]}

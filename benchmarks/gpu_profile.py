@@ -203,8 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
         free(device)
         evaluation = run_evaluate(cfg, "merged", str(root / "merged"), probe)
         stages["evaluate"] = {"seconds_per_question": round(evaluation["seconds"] / evaluation["questions"], 3),
+                              "seconds_per_answer": round(evaluation["generate_seconds"] / evaluation["answers"], 3),
                               "peak_gb": gb(evaluation["peak_bytes"]), "batch_size": evaluation["batch_size"],
-                              "questions": evaluation["questions"]}
+                              "questions": evaluation["questions"], "image_controls": evaluation["image_controls"]}
         free(device)
         result["stages"] = stages
         bandwidth = copy_bandwidth(device, (1 << 30) if device == "cuda" else (64 << 20))

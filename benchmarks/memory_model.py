@@ -83,6 +83,7 @@ SIZES = {
 }
 STEPS = {"max_steps": 2, "grad_accum": 1, "save_steps": 1000, "logging_steps": 1, "gradient_checkpointing": True}
 SHORT = {"sft": STEPS, "grpo": {**STEPS, "variants": {"rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}}},
+         "evaluate": {"image_controls": []},  # each control is one more generate pass of the same size
          "augment": {"variants_per_question": 1}}
 
 
@@ -293,7 +294,7 @@ def evaluate_model_fit(runs: list[dict], dtype_bytes: int) -> dict:
         new = max(run["completion_tokens"])
         tokens = run["batch_size"] * (max(run["eval_prompt_tokens"][: run["batch_size"]]) + new)
         points.append((tokens, run["peak_bytes"]))
-        seconds_per_batch = run["generate_seconds"] / max(1, run["questions"] // run["batch_size"])
+        seconds_per_batch = run["generate_seconds"] / max(1, run.get("answers", run["questions"]) // run["batch_size"])
         rows.append({"size": run["spec"]["section"], "tokens": tokens, "before_gb": run["before_bytes"] / GB,
                      "peak_gb": run["peak_bytes"] / GB, "seconds_per_batch": round(seconds_per_batch, 2),
                      "new_tokens": new,

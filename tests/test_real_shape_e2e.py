@@ -5,8 +5,9 @@ completion writes the tags, so the adapter cannot move), a GRPO run on the pipel
 that random weights do move, and its merge checked.
 
 What the test cuts to fit CI is counts, never shapes: one text layer and one vision block (the profile has two),
-one step each, one GRPO variant, one question per set, one prompt, four new tokens, 200 bootstrap resamples, and no
-copies of the model folders into MLflow's artifact store (mlflow.log_models). Widths, vocabulary, tokenizer, tied
+one step each, one GRPO variant, one question per set, one prompt, one image control (blank: a grey picture of the
+same size, so the same 256 image tokens), four new tokens, 200 bootstrap resamples, and no copies of the model
+folders into MLflow's artifact store (mlflow.log_models). Widths, vocabulary, tokenizer, tied
 embeddings, image size and bfloat16 (the profile's dtype) are the profile's.
 """
 
@@ -32,8 +33,8 @@ ONE_VARIANT = {"rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}}
 # `-S` overrides after the profile's own values: counts only (see the module docstring).
 CUTS = ["tiny_model.num_layers=1", "tiny_model.vision_depth=1", "sft.max_steps=1", "sft.batch_size=1",
         "grpo.max_steps=1", "grpo.max_completion_length=4", "evaluate.max_questions=1", "evaluate.batch_size=1",
-        "evaluate.max_new_tokens=4", "evaluate.prompts=[reasoning]", "evaluate.n_resamples=200",
-        "mlflow.log_models=false"]
+        "evaluate.max_new_tokens=4", "evaluate.prompts=[reasoning]", "evaluate.image_controls=[blank]",
+        "evaluate.n_resamples=200", "mlflow.log_models=false"]
 
 
 def mlflow_metrics(root: Path, run_name: str) -> dict[str, float]:
@@ -89,9 +90,10 @@ def test_every_stage_runs_at_real_shapes(real_shape_run):
     assert set(evaluation["models"]) == {"base", "sft", "rarl"}
     for model in ("base", "sft", "rarl"):
         for dataset in ("starter_a", "starter_b"):
-            [record] = [json.loads(line) for line in
-                        (root / "reports" / "predictions" / model / dataset / "reasoning.jsonl").open()]
-            assert 0 < record["completion_tokens"] <= 4, record
+            folder = root / "reports" / "predictions" / model / dataset
+            for predictions in (folder / "reasoning.jsonl", folder / "controls" / "blank" / "reasoning.jsonl"):
+                [record] = [json.loads(line) for line in predictions.open()]
+                assert 0 < record["completion_tokens"] <= 4, (predictions, record)
     assert (root / "reports" / "judge").is_dir()
     assert (root / "reports" / "report.md").read_text().startswith("# RARL comparison")
 
