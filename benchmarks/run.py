@@ -203,7 +203,7 @@ def summarise_memory(r: dict) -> list[dict]:
 
 def summarise_memory_model(r: dict) -> list[dict]:
     rows = []
-    for stage in ("sft", "grpo"):
+    for stage in [name for name in ("sft", "grpo") if name in r["fit"]]:
         f = r["fit"][stage]
         for size in f["sizes"]:
             label = ", ".join(f"{k} {v}" for k, v in size["size"].items())
