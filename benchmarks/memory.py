@@ -1,6 +1,6 @@
 """Peak memory (RSS) of each training stage: sft, grpo@<variant>, as the pipeline runs them.
 
-Each stage runs as its own subprocess, exactly the command dvc.yaml runs (`python -m tasks.launch sft ...`), and its
+Each stage runs as its own subprocess, exactly the command dvc.yaml runs (`python -m tasks.sft ...`), and its
 peak resident set size is read from the kernel when it exits (`os.wait4`'s ru_maxrss for that one child): no
 sampling, so a short spike is not missed. A process that only imports the training stack (torch, transformers,
 TRL, PEFT, MLflow) is measured too: that floor is what any stage pays before it touches data.
@@ -99,10 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
                 f"for stage in (prepare, augment, tiny_model):\n"
                 f"    assert stage.main(['--params', {str(params)!r}]) == 0, stage.__name__\n")
         run_measured([py, "-c", prep], root / "inputs.log")
-        stages = {"sft": [py, "-m", "tasks.launch", "sft", "--params", str(params)]}
+        stages = {"sft": [py, "-m", "tasks.sft", "--params", str(params)]}
         for variant in cfg["grpo"]["variants"]:
-            stages[f"grpo@{variant}"] = [py, "-m", "tasks.launch", "grpo", "--variant", variant,
-                                         "--params", str(params)]
+            stages[f"grpo@{variant}"] = [py, "-m", "tasks.grpo", "--variant", variant, "--params", str(params)]
         stages["import floor"] = [py, "-c", IMPORT_FLOOR]
         peak: dict[str, list[float]] = {name: [] for name in stages}
         seconds: dict[str, list[float]] = {name: [] for name in stages}

@@ -13,7 +13,7 @@ that lacks `--out` still runs: its JSON is read from its standard output (its ow
 Flags are passed only when the script declares them (read from its source), so a script that changes its options
 degrades to its defaults rather than failing.
 
-    python benchmarks/run.py            # the full suite (about 25 minutes on 2 cores)
+    python benchmarks/run.py            # the full suite (about 25 minutes on 2 cores, plus memory_model: about an hour)
     python benchmarks/run.py --quick    # one repeat, tiny sizes: checks that everything still runs (a few minutes)
     python benchmarks/run.py --only cold_start,memory [--results DIR]
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-TIMEOUT_S = {"full": 3600, "quick": 1200, "orchestration": 5400}
+TIMEOUT_S = {"full": 3600, "quick": 1200, "orchestration": 5400, "memory_model": 3 * 3600}  # by name, else by mode
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def run_benchmark(name: str, extra: list[str], repeats: int, quick: bool, gpu: b
         else:
             notes.append("the script has no --out: result read from its output (it also wrote its own file)")
         command = [sys.executable, str(script.relative_to(REPO)), *args]
-        timeout = TIMEOUT_S["orchestration" if name == "orchestration" else "quick" if quick else "full"]
+        timeout = TIMEOUT_S["quick"] if quick and name != "orchestration" else TIMEOUT_S.get(name, TIMEOUT_S["full"])
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore::FutureWarning"}
         start = time.perf_counter()
@@ -216,22 +216,38 @@ def summarise_memory(r: dict) -> list[dict]:
     return [row(f"peak RSS ({r['size']} params): {stage} (MB)", s) for stage, s in r["peak_rss_mb"].items()]
 
 
+def summarise_memory_model(r: dict) -> list[dict]:
+    rows = []
+    for stage in [name for name in ("sft", "grpo") if name in r["fit"]]:
+        f = r["fit"][stage]
+        for size in f["sizes"]:
+            label = ", ".join(f"{k} {v}" for k, v in size["size"].items())
+            rows.append(row(f"{r['size']} depth {stage} ({label}): {size['tokens']} tokens, peak "
+                            f"{size['peak_gb']:.2f} GB (model {size['predicted_gb']:.2f}) (s/step)",
+                            {"median": size["seconds_per_step"]}))
+        rows.append(row(f"{stage}: per token (KB), model error max (%)",
+                        {"median": f["per_token_bytes"] / 1e3},
+                        ratio=f"{max(abs(s['error_pct']) for s in f['sizes']):.1f}%"))
+    for name, p in r.get("predictions", {}).items():
+        if not p.get("missing"):
+            rows.append(row(f"predicted peak {name} (GB, worst stage)", {"median": p["worst_card_needs_gb"]},
+                            ratio=f"margin {p['margin_gb']} GB of {p['card_gb']}", goal="fits the card",
+                            met=p["margin_gb"] > 0))
+    return rows
+
+
 def summarise_gpu_profile(r: dict) -> list[dict]:
-    rows = [row(f"GPU {r['device']}: SFT-LoRA micro-batch (s), peak {r['sft_lora']['peak_memory_gb']} GB",
-                r["sft_lora"]["micro_batch_s"])]
-    for key, g in r["grpo_lora"].items():
-        if key.startswith("generations_"):
-            rows.append(row(f"GRPO-LoRA step, {key.removeprefix('generations_')} x {g['completion_tokens']} tokens "
-                            f"(s), peak {g['peak_memory_gb']} GB", g["total_s"]))
-    for batch, g in r["generation"].items():
-        rows.append(row(f"HF generate decode, batch {batch} (tokens/s)", g["decode_tokens_per_s"],
-                        ratio=f"{g['ratio_to_bound_median']:.2f} of bound {g['bound_tokens_per_s']:.0f}",
-                        goal="bandwidth bound"))
-    rows.append(row("LoRA merge_and_unload (s)", {"median": r["merge_s"]}))
-    if r.get("vllm", {}).get("measured"):
-        for batch, ratio in r["vllm"]["ratio_to_bound"].items():
-            rows.append(row(f"vLLM decode, batch {batch} (tokens/s)",
-                            {"median": r["vllm"]["decode_tokens_per_s"][batch]}, ratio=f"{ratio:.2f} of bound"))
+    s = r["stages"]
+    rows = [row(f"{r['device']}: sft step (s), peak {max(s['sft']['step_peak_gb'])} GB", s["sft"]["step_s"]),
+            row(f"grpo step (s), peak {max(s['grpo']['step_peak_gb'])} GB", s["grpo"]["step_s"]),
+            row(f"merge (s), peak {s['merge']['peak_gb']} GB", {"median": s["merge"]["seconds"]}),
+            row(f"evaluate, batch {s['evaluate']['batch_size']} (s/question), peak {s['evaluate']['peak_gb']} GB",
+                {"median": s["evaluate"]["seconds_per_question"]})]
+    for batch, g in r["decode"].items():
+        if batch.isdigit():
+            rows.append(row(f"decode, batch {batch} (tokens/s)", g["decode_tokens_per_s"],
+                            ratio=f"{g['ratio_to_bound_median']:.2f} of bound {g['bound_tokens_per_s']:.0f}",
+                            goal="bandwidth bound"))
     return rows
 
 
@@ -245,6 +261,7 @@ BENCHMARKS = [
     ("grpo_overhead", ([], ["--steps", "2", "--sft-steps", "10"]), (3, 1), summarise_grpo_overhead),
     ("memory", (["--size", "shipped"], ["--size", "tiny"]), (2, 1), summarise_memory),
     ("orchestration", (["--size", "small"], ["--size", "tiny"]), (2, 1), summarise_orchestration),
+    ("memory_model", ([], ["--size", "tiny", "--only", "sft,grpo,evaluate"]), (1, 1), summarise_memory_model),
     ("gpu_profile", ([], ["--tiny"]), (3, 1), summarise_gpu_profile),  # --quick: tiny model, CPU is enough
 ]
 

@@ -15,13 +15,13 @@ import pandas as pd
 from rarl_core.config import Config
 from rarl_core.modeling import load_model, load_processor
 from rarl_core.checkpoints import last_checkpoint
-from rarl_core.training import (check_distributed, device_args, drop_too_long, peft_lora, processes,
-                                vision_dataset)
+from rarl_core.training import (assistant_message, check_distributed, device_args, drop_too_long, peft_lora,
+                                processes, vision_dataset)
 
 
 def sft_dataset(augmented: pd.DataFrame):
     data = vision_dataset(augmented, "prompt_text", {"target": "target"})
-    completions = [[{"role": "assistant", "content": [{"type": "text", "text": t}]}] for t in data["target"]]
+    completions = [assistant_message(t) for t in data["target"]]
     return data.remove_columns("target").add_column("completion", completions)
 
 

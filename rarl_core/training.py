@@ -15,8 +15,15 @@ from rarl_core.config import ConfigError, LoraConfig, ResourcesConfig
 from rarl_core.prompts import user_message
 
 
+def assistant_message(text: str) -> list[dict]:
+    """The answer turn of a training row, as SFT's completion column holds it."""
+    return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
+
+
 def sequence_lengths(frame: pd.DataFrame, processor, with_target: bool) -> list[int]:
-    """Tokens each row costs: the chat-formatted prompt with its image tokens, plus the target (and its end token)."""
+    """Tokens each row costs: the chat-formatted prompt with its image tokens, plus the completion as the chat
+    template renders it (as TRL's collator builds it: Qwen2-VL's template closes the answer with <|im_end|> and a
+    newline, two tokens, not one)."""
     from PIL import Image
 
     tokenizer = processor.tokenizer
@@ -30,7 +37,9 @@ def sequence_lengths(frame: pd.DataFrame, processor, with_target: bool) -> list[
             image_tokens[size] = processor._get_num_multimodal_tokens(image_sizes=[size])["num_image_tokens"][0]
         n = len(tokenizer(text)["input_ids"]) - 1 + image_tokens[size]  # the one <|image_pad|> expands
         if with_target:
-            n += len(tokenizer(row.target)["input_ids"]) + 1
+            full = processor.apply_chat_template(user_message(row.prompt_text) + assistant_message(row.target),
+                                                 tokenize=False)
+            n += len(tokenizer(full[len(text):], add_special_tokens=False)["input_ids"])
         lengths.append(n)
     return lengths
 
