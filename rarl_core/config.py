@@ -72,6 +72,37 @@ class ModelConfig:
 
 
 @dataclass
+class VisionPretrainConfig:
+    """The tiny model's vision pretraining (rarl_core/vision_pretrain.py): synthetic polygons, not the evaluation task.
+
+    Every value is set in params.yaml (tiny_model.vision_pretrain); there are no Python defaults.
+    """
+
+    steps: int = field(metadata={"help": "Optimizer steps of the vision tower + merger with per-token heads."})
+    batch_size: int = field(metadata={"help": "Pictures per step."})
+    learning_rate: float = field(metadata={"help": "Peak AdamW learning rate (linear warm-up, cosine decay)."})
+    images: int = field(metadata={"help": "Pictures generated for the run (each seen about steps * batch_size / "
+                                          "images times)."})
+    natural_fraction: float = field(metadata={
+        "help": "Share of the pictures drawn on scikit-image photographs instead of group-A training backgrounds."})
+    seed: int = field(metadata={"help": "Seed of the pictures and of the heads' initialisation."})
+    threads: int = field(metadata={
+        "help": "torch CPU threads of the tiny_model stage (0 = torch's default: every core). Two torch processes "
+                "each using every core of a 2-core machine ran 5x slower than with one thread each: set 1 where "
+                "stages or tests run side by side."})
+
+    def __post_init__(self):
+        if self.threads < 0:
+            raise ConfigError("tiny_model.vision_pretrain.threads must be >= 0 (0 = torch's default)")
+        if self.steps < 1 or self.batch_size < 1 or self.images < self.batch_size:
+            raise ConfigError("tiny_model.vision_pretrain: steps and batch_size must be >= 1, images >= batch_size")
+        if self.learning_rate <= 0:
+            raise ConfigError("tiny_model.vision_pretrain.learning_rate must be > 0")
+        if not 0.0 <= self.natural_fraction <= 1.0:
+            raise ConfigError("tiny_model.vision_pretrain.natural_fraction must be between 0 and 1")
+
+
+@dataclass
 class TinyModelConfig:
     """Size of the embedded default. Measured on 2 CPU cores: hidden 128 / 4 layers learns fastest per second."""
 
@@ -84,6 +115,16 @@ class TinyModelConfig:
     vision_embed_dim: int = _help(64, "Vision transformer width.")
     vocab_size: int = _help(600, "Upper bound of the byte-level BPE vocabulary trained on the pipeline's text.")
     seed: int = _help(0, "Seed of the random initialisation.")
+    vision_merge_size: int | None = _help(
+        None, "Vision patches merged per side into one image token (Qwen2-VL: 2, so 28 px per token). Set in "
+        "params.yaml: 4 gives 56-px tokens, one per quadrant of a 112-px image, which the tiny language model reads "
+        "faster than 16 tokens (measured in issue 12). Unset keeps Qwen2-VL's own 2.",
+    )
+    vision_pretrain: VisionPretrainConfig | None = _help(
+        None, "Vision pretraining after the model is built (rarl_core/vision_pretrain.py). Set in params.yaml: the "
+        "tiny_model stage refuses to build the embedded default without it (a random vision tower cannot see the "
+        "starter set's lesions).",
+    )
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -94,6 +135,8 @@ class TinyModelConfig:
             raise ConfigError("tiny_model: hidden_size / num_heads must be a multiple of 8 (mRoPE sections)")
         if self.vocab_size < 300:
             raise ConfigError("tiny_model.vocab_size must be at least 300 (256 bytes + merges)")
+        if self.vision_merge_size is not None and self.vision_merge_size < 1:
+            raise ConfigError("tiny_model.vision_merge_size must be >= 1")
 
 
 DATASET_FORMATS = ("starter", "vqa_rad", "pathvqa", "slake", "pmc_vqa", "generic")
@@ -490,6 +533,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if unknown := sorted(set(data) - names):
         prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown key {prefix}{unknown[0]} in params.yaml; known keys here: {', '.join(sorted(names))}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing := [name for name in required if name not in data]:
+        prefix = f"{where}." if where else ""
+        field_help = next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == missing[0])
+        raise ConfigError(f"params.yaml must set {prefix}{missing[0]} (no default): {field_help}")
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}" if where else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
