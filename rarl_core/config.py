@@ -61,8 +61,10 @@ class ModelConfig:
         "embedded tiny model that the tiny_model stage builds at paths.tiny_model.",
     )
     dtype: str = _help("float32", "float32 on CPU; bfloat16 on a GPU.")
-    min_pixels: int = _help(3136, "Smallest image area after resizing (56*56 = 4 image tokens).")
-    max_pixels: int = _help(3136, "Largest image area after resizing; bounds image tokens to max_pixels/784.")
+    min_pixels: int = _help(3136, "Smallest image area after resizing; one image token covers (14 * merge size)^2 "
+                            "pixels (784 for Qwen2-VL's merge size 2).")
+    max_pixels: int = _help(3136, "Largest image area after resizing; bounds image tokens to max_pixels / (14 * merge "
+                            "size)^2. The tiny default's vision pretraining draws square pictures of exactly this area.")
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16", "float16"):

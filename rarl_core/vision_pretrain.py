@@ -160,7 +160,10 @@ def pretrain_vision(model_dir: Path, cfg: VisionPretrainConfig, backgrounds: Seq
     processor = Qwen2VLImageProcessorPil.from_pretrained(str(model_dir), min_pixels=image_pixels, max_pixels=image_pixels)
     visual = model.model.visual
     patch, merge = model.config.vision_config.patch_size, model.config.vision_config.spatial_merge_size
-    size = int(round(math.sqrt(image_pixels)))
+    size = math.isqrt(image_pixels)
+    if size * size != image_pixels or size % (patch * merge):
+        raise ValueError(f"vision pretraining draws square pictures of model.max_pixels = {image_pixels} px: that must "
+                         f"be the square of a multiple of {patch * merge} (the image token's side), e.g. 112 * 112")
     tokens, patches = size // (patch * merge), size // patch  # per side
     data = _pretraining_set(cfg, list(backgrounds), size, patch * merge, patch, merge, rng, processor)
     heads = _Heads(model.config.text_config.hidden_size, model.config.vision_config.embed_dim, tokens)
