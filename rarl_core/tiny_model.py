@@ -3,7 +3,9 @@
 It has the real Qwen2-VL architecture (mRoPE, a vision tower with patch merging, the Qwen chat template and special
 tokens), only narrow and shallow, with a byte-level BPE tokenizer trained on the pipeline's own text. It is saved
 with `save_pretrained`, so every later stage loads it exactly as it would load `Qwen/Qwen2-VL-2B-Instruct`.
-The weights are random: the SFT warm-up is what teaches it the task.
+The language model's weights are random: the SFT warm-up is what teaches it the task. The vision tower and merger
+get a short pretraining on synthetic objects first (rarl_core/vision_pretrain.py), the tiny stand-in for the
+pretrained vision encoder a real VLM starts from: without it, SFT never learnt to see the starter set's lesions.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def build_config(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer) -> Qwen2VLConf
             embed_dim=cfg.vision_embed_dim,
             hidden_size=cfg.hidden_size,
             num_heads=max(1, cfg.vision_embed_dim // 32),
+            spatial_merge_size=cfg.vision_merge_size,
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -109,9 +112,11 @@ def build_config(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer) -> Qwen2VLConf
 
 
 def build_tiny_model(cfg: TinyModelConfig, corpus: Iterable[str], out_dir: Path, image_pixels: int) -> int:
-    """Build tokenizer, config, randomly initialised model and processor; save all to `out_dir`.
+    """Build tokenizer, config, randomly initialised model and processor; save all to `out_dir` (`save_pretrained`,
+    loadable like a hub checkpoint). The vision pretraining (rarl_core/vision_pretrain.py) runs on the saved folder.
 
-    `image_pixels` is the processor's default image area (e.g. 56*56 -> 4 image tokens). Returns the parameter count.
+    `image_pixels` is the processor's image area (112*112 with merge size 4 -> 4 image tokens). Returns the
+    parameter count.
     """
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
     config = build_config(cfg, tokenizer)
@@ -120,7 +125,8 @@ def build_tiny_model(cfg: TinyModelConfig, corpus: Iterable[str], out_dir: Path,
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.do_sample = False
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels)
+    merge = config.vision_config.spatial_merge_size
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels, merge_size=merge)
     processor = QwenVLImageProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

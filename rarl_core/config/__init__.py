@@ -28,6 +28,7 @@ from rarl_core.config.data import (
     ModelConfig,
     PathsConfig,
     TinyModelConfig,
+    VisionPretrainConfig,
 )
 from rarl_core.config.evaluation import (
     CONTROL_BUDGETS,
@@ -48,7 +49,7 @@ __all__ = [
     "AugmentConfig", "CONTROL_BUDGETS", "CompareConfig", "Config", "ConfigError", "DATASET_FORMATS",
     "DATASET_LAYOUTS", "DataConfig", "IMAGE_CONTROLS", "DatasetSpec", "EvaluateConfig", "GRPOConfig", "JudgeConfig", "LoraConfig",
     "MlflowConfig", "ModelConfig", "PathsConfig", "REWARD_NAMES", "RESERVED_MODEL_NAMES", "RUBRIC_LABEL", "RUBRIC_MODEL",
-    "ReportConfig", "ResourcesConfig", "SFTConfig", "TinyModelConfig", "config_from_dict", "load_config",
+    "ReportConfig", "ResourcesConfig", "SFTConfig", "TinyModelConfig", "VisionPretrainConfig", "config_from_dict", "load_config",
     "section_from_dict",
 ]
 

@@ -14,6 +14,8 @@ from rarl_core.config import Config, ConfigError, load_config
 from tests.conftest import config_with
 
 REPO = Path(__file__).resolve().parents[2]
+VISION_PRETRAIN = {"steps": 10, "batch_size": 8, "learning_rate": 1e-3, "images": 16, "natural_fraction": 0.5,
+                   "seed": 0, "threads": 1}
 
 
 def test_shipped_params_load_and_cover_every_field():
@@ -52,6 +54,12 @@ def test_dvc_yaml_templates_only_declared_paths():
         ({"augment": {"styles": {"explain": 0}}}, "positive weight"),
         ({"judge": {"concurrency": 0}}, "concurrency"),
         ({"tiny_model": {"hidden_size": 100, "num_heads": 3}}, "divisible by num_heads"),
+        ({"tiny_model": {"vision_pretrain": {"steps": 10}}}, "missing key tiny_model.vision_pretrain.batch_size"),
+        ({"tiny_model": {"vision_pretrain": {**VISION_PRETRAIN, "natural_fraction": 1.5}}},
+         "tiny_model.vision_pretrain.natural_fraction must be between 0 and 1"),
+        ({"tiny_model": {"vision_pretrain": {**VISION_PRETRAIN, "threads": -1}}}, "vision_pretrain.threads must be >= 0"),
+        ({"tiny_model": {"vision_pretrain": {**VISION_PRETRAIN, "images": 4}}}, "images >= batch_size"),
+        ({"tiny_model": {"vision_merge_size": 0}}, "tiny_model.vision_merge_size must be >= 1"),
     ],
 )
 def test_bad_params_are_rejected_with_the_key_named(data, message):
