@@ -30,7 +30,8 @@ for key, value in {
 SMALL = {
     "sft": {"max_steps": 100, "batch_size": 16, "logging_steps": 10},
     "grpo": {"max_steps": 4, "batch_size": 8, "num_generations": 4, "max_completion_length": 24, "logging_steps": 1},
-    "evaluate": {"max_questions": 24, "batch_size": 24, "max_new_tokens": 32, "image_controls": []},
+    "evaluate": {"max_questions": 24, "batch_size": 24, "max_new_tokens": 32, "image_controls": [],
+                 "prompts": ["plain", "reasoning"]},  # the shipped default has one prompt; tests check two
     "augment": {"variants_per_question": 1},
 }  # the image controls cost a generation pass each: on where a test checks them (test_stages, test_compare)
 

@@ -15,13 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_overrides_are_applied_exactly_as_dvc_exp_run_applies_them(tmp_path):
-    overrides = {"sft.learning_rate": 0.0005, "evaluate.prompts": ["reasoning"], "judge.api_base": None,
+    overrides = {"sft.learning_rate": 0.0005, "evaluate.prompts": ["plain", "reasoning"], "judge.api_base": None,
                  "model.name_or_path": "1e-4", "evaluate.extra_models.mine": "/models/it's mine"}
     args = apply_overrides(REPO / "params.yaml", overrides, tmp_path / "params.yaml")
     assert args[0] == "sft.learning_rate=0.0005" and args[-1].startswith("+evaluate.extra_models.mine=")
     data = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert data["sft"]["learning_rate"] == 0.0005
-    assert data["evaluate"]["prompts"] == ["reasoning"]
+    assert data["evaluate"]["prompts"] == ["plain", "reasoning"]
     assert data["judge"]["api_base"] is None
     assert data["model"]["name_or_path"] == "1e-4"  # a string stays a string
     assert data["evaluate"]["extra_models"] == {"mine": "/models/it's mine"}
