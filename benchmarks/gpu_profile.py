@@ -53,7 +53,8 @@ def overrides(profile_cfg: dict, tiny: bool, steps: int, questions: int) -> dict
            "evaluate": {"max_questions": questions, "prompts": ["reasoning"]},
            "augment": {"variants_per_question": 1}}
     if tiny:  # the embedded default, float32 on CPU, tiny sizes
-        return cut | {"tiny_model": {"preset": "embedded"}, "model": {"dtype": "float32"},
+        return cut | {"tiny_model": {"preset": "embedded", "vision_pretrain": {"steps": 10, "images": 64}},
+                      "model": {"dtype": "float32"},
                       "sft": {**cut["sft"], "batch_size": 2, "grad_accum": 1},
                       "grpo": {**cut["grpo"], "batch_size": 2, "num_generations": 2, "grad_accum": 1,
                                "max_completion_length": 8},

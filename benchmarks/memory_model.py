@@ -72,7 +72,8 @@ SIZES = {
         "dtype_check": {"sft": {"batch_size": 1}, "other_dtype": "float32"},
     },
     "tiny": {
-        "model": {"tiny_model": {"preset": "embedded"}, "model": {"dtype": "float32"}},
+        "model": {"tiny_model": {"preset": "embedded", "vision_pretrain": {"steps": 10, "images": 64}},
+                  "model": {"dtype": "float32"}},
         "sft": [{"batch_size": 2}, {"batch_size": 8}],
         "grpo": [{"num_generations": 2, "batch_size": 2, "max_completion_length": 8},
                  {"num_generations": 4, "batch_size": 4, "max_completion_length": 8}],

@@ -26,6 +26,11 @@ for key, value in {
 }.items():
     os.environ.setdefault(key, value)
 
+# A 60-step vision pretraining (the shipped 600 take ~55 s per tiny model built): tests that check what the model
+# sees (tests/tasks/test_sft_sees_the_image.py) put the shipped one back.
+QUICK_VISION_PRETRAIN = {"steps": 60, "batch_size": 32, "learning_rate": 0.003, "images": 512, "natural_fraction": 0.5,
+                         "seed": 0, "threads": 0}
+
 # Small enough that every stage runs in seconds on 2 cores; large enough that SFT visibly learns.
 SMALL = {
     "sft": {"max_steps": 100, "batch_size": 16, "logging_steps": 10},
@@ -33,10 +38,7 @@ SMALL = {
     "evaluate": {"max_questions": 24, "batch_size": 24, "max_new_tokens": 32, "image_controls": [],
                  "prompts": ["plain", "reasoning"]},  # the shipped default has one prompt; tests check two
     "augment": {"variants_per_question": 1},
-    # A 60-step vision pretraining (the shipped 600 take ~55 s per tiny model built): tests that check what the model
-    # sees (test_stages' blank-image test) put the shipped one back.
-    "tiny_model": {"vision_pretrain": {"steps": 60, "batch_size": 32, "learning_rate": 0.003, "images": 512,
-                                       "natural_fraction": 0.5, "seed": 0, "threads": 0}},
+    "tiny_model": {"vision_pretrain": QUICK_VISION_PRETRAIN},
 }  # the image controls cost a generation pass each: on where a test checks them (test_stages, test_compare)
 
 

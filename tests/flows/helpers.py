@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import copy_project, small_params, venv_env
+from tests.conftest import QUICK_VISION_PRETRAIN, copy_project, small_params, venv_env
 
 TINY = {
     "sft": {"max_steps": 8, "batch_size": 4, "logging_steps": 2, "save_steps": 2},
@@ -25,6 +25,7 @@ TINY = {
              "save_steps": 1, "variants": {"rl": {"format": 1.0, "accuracy": 1.0, "reasoning": 0.0}}},
     "evaluate": {"max_questions": 4, "batch_size": 4, "max_new_tokens": 8, "image_controls": []},
     "augment": {"variants_per_question": 1},
+    "tiny_model": {"vision_pretrain": {**QUICK_VISION_PRETRAIN, "steps": 10, "images": 64}},
 }
 
 GIT = ["git", "-c", "user.email=t@rarl.local", "-c", "user.name=rarl tests"]
