@@ -29,7 +29,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.params import COMPARE_PIPELINE, COMPARE_STAGE, CompareParameters, compare_levels, validate_against
+from flows.params import COMPARE_PIPELINE, COMPARE_STAGE, CompareParameters, validate_against
 from flows.pipeline import close_parent_run, enter_project, execute, open_parent_run, publish, run_stage, stage_env
 from flows.runner import StageFailed, run_dvc
 
@@ -94,7 +94,7 @@ def compare(params: CompareParameters = CompareParameters(), project_dir: str | 
             outcomes[stage] = run_stage(stage, params.force, params.timeout_for(stage), parent)
         if params.fan_out:
             dvc_sync(["push", "--run-cache"], env, logger.info)  # the warm-up, for the workers to pull
-        for level in compare_levels(project):
+        for level in plan["levels"]:
             if params.fan_out:
                 futures = {s: run_remote_unit.submit(s, params.timeout_for(s), parent, comparison) for s in level}
             else:

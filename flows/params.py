@@ -271,28 +271,39 @@ def compare_upstream(project: Path, order: list[str]) -> list[str]:
     return [s for s in order if s in upstream]
 
 
-def compare_levels(project: Path) -> list[list[str]]:
-    """The comparison's units (compare/dvc.yaml's stages but the analysis) by level, as DVC addresses: a unit's
-    level is the length of the longest chain of units it depends on, so the units of a level can run at once."""
+def compare_levels(project: Path, params_file: Path | None = None) -> list[list[str]]:
+    """The comparison's units (compare/dvc.yaml's stages but the analysis) by level, as `compare/dvc.yaml:<unit>`
+    addresses: a unit's level is the length of the longest chain of units it depends on, so the units of a level can
+    run at once. With `params_file` (the params with a run's overrides applied) the units are those of that file's
+    variants and seeds: the pipeline files are read in a scratch DVC repository beside it."""
     from dvc.repo import Repo
 
-    pipeline = (project / COMPARE_PIPELINE).resolve()
-    with Repo(str(project)) as repo:
-        units = [s for s in repo.index.stages if Path(s.path).resolve() == pipeline and s.name != "compare"]
-        graph = repo.index.graph  # edges point from a stage to what it depends on
-        level: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = project
+        if params_file is not None:
+            root = Path(scratch)
+            Repo.init(str(root), no_scm=True).close()
+            shutil.copy2(params_file, root / "params.yaml")
+            shutil.copy2(project / "dvc.yaml", root / "dvc.yaml")
+            (root / COMPARE_PIPELINE).parent.mkdir(parents=True)
+            shutil.copy2(project / COMPARE_PIPELINE, root / COMPARE_PIPELINE)
+        pipeline = (root / COMPARE_PIPELINE).resolve()
+        with Repo(str(root)) as repo:
+            units = [s for s in repo.index.stages if Path(s.path).resolve() == pipeline and s.name != "compare"]
+            graph = repo.index.graph  # edges point from a stage to what it depends on
+            level: dict[str, int] = {}
 
-        def depth(stage) -> int:
-            if stage.addressing not in level:
-                needs = [s for s in graph.successors(stage) if s in units]
-                level[stage.addressing] = 1 + max((depth(s) for s in needs), default=-1)
-            return level[stage.addressing]
+            def depth(stage) -> int:
+                if stage.name not in level:
+                    needs = [s for s in graph.successors(stage) if s in units]
+                    level[stage.name] = 1 + max((depth(s) for s in needs), default=-1)
+                return level[stage.name]
 
-        for unit in units:
-            depth(unit)
+            for unit in units:
+                depth(unit)
     levels: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
     for unit in units:
-        levels[level[unit.addressing]].append(unit.addressing)
+        levels[level[unit.name]].append(f"{COMPARE_PIPELINE}:{unit.name}")  # not .addressing: relative to the cwd
     return levels
 
 
@@ -315,11 +326,12 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
         except ConfigError as err:
             where = "overrides" if overrides else "params.yaml"
             raise ParametersError(f"{where}: {str(err).removeprefix(f'{copy}: ')}") from None
+        levels = compare_levels(project, copy) if isinstance(params, CompareParameters) else []
     known = pipeline_stages(project)
     upstream: list[str] = []
     if isinstance(params, CompareParameters):
         upstream = compare_upstream(project, known)
-        known = [*upstream, *(s for level in compare_levels(project) for s in level), COMPARE_STAGE]
+        known = [*upstream, *(s for level in levels for s in level), COMPARE_STAGE]
     bases = list(dict.fromkeys(stage_base(s) for s in known))
     if unknown := [s for s in (params.stages or []) if s not in bases and s not in known]:
         raise ParametersError(f"unknown stages {unknown}; the pipeline's stages are {', '.join(bases)}")
@@ -345,7 +357,7 @@ def validate_against(params: RunParameters, project: Path) -> dict[str, Any]:
                 f"project, so that each experiment writes inside its own temporary workspace; absolute: {absolute}"
             )
     return {"cfg": cfg, "stages": selected, "targets": wanted, "set_args": set_args, "overrides": overrides,
-            "upstream": upstream}
+            "upstream": upstream, "levels": levels}
 
 
 def describe(params: RunParameters) -> str:

@@ -186,7 +186,11 @@ def test_compare_flow_runs_the_comparison_as_an_experiment(run, tmp_path):
     overrides = {"grpo.variants.rarl": {"format": 1.0, "accuracy": 1.0, "reasoning": 1.0}, "compare.seeds": [0],
                  "evaluate.n_resamples": 100, "compare.judge": False}
     plan = validate_against(CompareParameters(overrides=overrides), root)
-    assert plan["stages"] == ["prepare", "augment", "tiny_model", "sft", COMPARE_STAGE]
+    units = {f"compare/dvc.yaml:{u}" for u in ("compare_grpo@rl-0", "compare_grpo@rarl-0", "compare_control@0",
+                                               "compare_eval_sft", "compare_eval_grpo@rl-0", "compare_eval_grpo@rarl-0",
+                                               "compare_eval_control@0")}  # the overrides' variants and seed
+    assert plan["stages"][:4] == ["prepare", "augment", "tiny_model", "sft"] and plan["stages"][-1] == COMPARE_STAGE
+    assert set(plan["stages"][4:-1]) == units and {s for level in plan["levels"] for s in level} == units
     assert plan["targets"] == ["compare/dvc.yaml"]
 
     proc = launch_flow("compare", {"experiment": "seeded", "overrides": overrides, "network_retries": 0}, root,
