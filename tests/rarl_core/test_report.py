@@ -77,8 +77,8 @@ def test_rows_are_flat_and_carry_judge_scores():
 def test_read_comparison_rows_in_evaluation_order(tmp_path):
     import json
 
-    cfg = config_with({"paths": {"metrics": str(tmp_path)}, "data": {"in_domain": ["starter_a"],
-                                                                         "unseen": ["starter_b"]}})
+    cfg = config_with({"paths": {"metrics": str(tmp_path)}, "data": {"in_domain": ["starter_a"], "unseen": ["starter_b"]},
+                       "evaluate": {"prompts": ["plain", "reasoning"]}})  # rows follow evaluate.prompts' order
     one = {"starter_b": {"reasoning": cell(0.5, 0.4, 0.6), "plain": cell(0.5, 0.4, 0.6)},
            "starter_a": {"plain": cell(0.5, 0.4, 0.6)}}
     models = {m: one for m in sorted(["base", "sft", "rl", "rarl"])}
