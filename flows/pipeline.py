@@ -267,18 +267,19 @@ def execute(params: RunParameters, project_dir: str | None = None) -> str:
 
 def close_parent_run(cfg, parent: str, outcomes: dict[str, str] | None) -> None:
     """End the run's MLflow parent run: FAILED (`outcomes` None: a stage failed; a tracking error never hides that
-    failure), deleted when every stage was up to date (an empty run reads as one that did something), else
-    FINISHED."""
+    failure), else FINISHED, and then deleted when every stage was up to date (an empty run reads as one that did
+    something). It is ended before it is deleted: MLflow keeps a deleted run's status, and one restored from the
+    UI's "Deleted" view would otherwise show as running forever."""
     from rarl_core import tracking
 
     logger = get_run_logger()
     try:
         if outcomes is None:
             tracking.end_pipeline_run(cfg.mlflow, parent, "FAILED")
-        elif all(o == "unchanged" for o in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
+            return
+        tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
+        if all(o == "unchanged" for o in outcomes.values()) and tracking.drop_if_empty(cfg.mlflow, parent):
             logger.info("every stage was up to date: no MLflow parent run is kept for this run")
-        else:
-            tracking.end_pipeline_run(cfg.mlflow, parent, "FINISHED")
     except Exception as err:
         if outcomes is not None:
             raise

@@ -95,16 +95,6 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory) -> Path:
-    """A copy of the project in its own git repo, with the shrunken params.yaml (relative paths, as shipped)."""
-    root = copy_project(tmp_path_factory.mktemp("project"))
-    small_params(root, absolute_paths=False)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "small params"],
-                   cwd=root, check=True)
-    return root
-
-
 def venv_env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's bin first on PATH (dvc.yaml's `python`)."""
     return {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
