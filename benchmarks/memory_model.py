@@ -268,19 +268,19 @@ def training_model(runs: list[dict], logits_per_token: float, dtype_bytes: int) 
     bfloat16 safetensors load as file-backed pages that are not resident until the first forward touches them (at
     full depth 0.8 GB held at train begin against 4.4 GB of weights), and a fit through it charged those 4.4 GB to
     the tokens (errors of -49% to +22% on the measured sizes, kept in the JSON as `through_held_error_pct`)."""
-    points, rows = [], []
+    points, above_held, rows = [], [], []
     for run in runs:
         tokens = max(run["tokens_per_step"])
         held = run["at_train_begin_bytes"]
         optimizer = OPTIMIZER_BYTES * run["trainable_parameters"]
         peak = max(run["step_peak_bytes"])
         points.append((tokens, peak))
+        above_held.append((tokens, peak - held - optimizer))
         rows.append({"size": run["spec"]["section"], "tokens": tokens, "held_at_train_begin_gb": held / GB,
                      "optimizer_gb": optimizer / GB, "peak_gb": peak / GB,
                      "seconds_per_step": run["step_seconds"][-1], "first_step_s": run["step_seconds"][0]})
     intercept, c = fit_line(points)
-    through_held = fit_through([(t, p - r["held_at_train_begin_gb"] * GB - r["optimizer_gb"] * GB)
-                                for (t, p), r in zip(points, rows)])
+    through_held = fit_through(above_held)
     for row, (tokens, _) in zip(rows, points):
         predicted = (intercept + c * tokens) / GB
         old = row["held_at_train_begin_gb"] + row["optimizer_gb"] + through_held * tokens / GB
